@@ -1,0 +1,98 @@
+"""How Grimoire runs background work on django-q2.
+
+- `enqueue()` sends a task only when the surrounding transaction commits: a row that rolls back
+  never gets a job, and a job never runs before its row is visible to the worker.
+- A task is a thin entry point that loads rows by id and calls a service; re-running it is safe.
+- Sweepers, registered per app, find rows stuck in a non-terminal state past their timeout (worker
+  killed, broker lost, enqueue failed after commit) and enqueue them again. The periodic
+  `sweep_stuck_work` schedule runs them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django_q.tasks import async_task
+
+logger = logging.getLogger(__name__)
+
+Sweeper = Callable[[], int]
+_sweepers: dict[str, Sweeper] = {}
+
+
+def enqueue(
+    func: str,
+    *args: Any,
+    queue: str = "default",
+    task_name: str | None = None,
+    timeout: int | None = None,
+    **kwargs: Any,
+) -> None:
+    """Queue `func(*args, **kwargs)` on `queue` once the current transaction commits.
+
+    Outside a transaction it is sent at once. If sending fails (broker down) the error is logged,
+    not raised: the caller's row is already durable and the sweeper will enqueue it again.
+    """
+    if queue not in settings.JOB_QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; expected one of {settings.JOB_QUEUES}")
+    options: dict[str, Any] = {"cluster": queue}
+    if task_name:
+        options["task_name"] = task_name
+    if timeout:
+        options["timeout"] = timeout
+
+    def send() -> None:
+        async_task(func, *args, q_options=options, **kwargs)
+
+    transaction.on_commit(send, robust=True)
+
+
+def register_sweeper(name: str) -> Callable[[Sweeper], Sweeper]:
+    """Register `fn() -> int` (rows re-enqueued) to run on every sweep."""
+
+    def decorator(fn: Sweeper) -> Sweeper:
+        _sweepers[name] = fn
+        return fn
+
+    return decorator
+
+
+def registered_sweepers() -> dict[str, Sweeper]:
+    return dict(_sweepers)
+
+
+def sweep_stuck_work() -> dict[str, int]:
+    """Run every registered sweeper; one failing sweeper does not stop the others."""
+    counts: dict[str, int] = {}
+    for name, sweeper in _sweepers.items():
+        try:
+            counts[name] = sweeper()
+        except Exception:
+            logger.exception("sweeper failed", extra={"sweeper": name})
+            counts[name] = -1
+    if any(counts.values()):
+        logger.info("re-enqueued stuck work", extra={"requeued": counts})
+    return counts
+
+
+def ensure_schedules(**_: Any) -> None:
+    """Make django-q2 schedules match settings.PERIODIC_TASKS (runs after every migrate)."""
+    from django_q.models import Schedule
+
+    for name, (func, minutes, queue) in settings.PERIODIC_TASKS.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+                # Picked up by the default cluster's scheduler, run on `queue`.
+                "cluster": None,
+                "kwargs": repr({"q_options": {"cluster": queue}}),
+            },
+        )
