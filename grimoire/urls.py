@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from grimoire import health
+
+admin.site.site_header = "Grimoire"
+admin.site.site_title = "Grimoire"
+admin.site.index_title = "Knowledge base of CI failures and fixes"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]
+
+# Each app owns its URLs; an app without urls.py yet is simply not mounted.
+for _app in ("llmcore", "builds", "spells", "issues"):
+    try:
+        urlpatterns.append(path("", include(f"{_app}.urls")))
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{_app}.urls":
+            raise
