@@ -7,7 +7,15 @@ from grimoire.models import ApiToken
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("key_prefix", "user", "name", "created_at", "last_used_at", "expires_at", "revoked_at")
+    list_display = (
+        "key_prefix",
+        "user",
+        "name",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     list_filter = ("revoked_at",)
     search_fields = ("name", "user__username", "key_prefix")
     list_select_related = ("user",)

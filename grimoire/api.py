@@ -215,4 +215,3 @@ class ApiErrorMiddleware:
         details = {"request_id": getattr(request, "request_id", None)}
         body = error_body("server_error", "Internal server error.", details)
         return JsonResponse(body, status=500)
-

@@ -51,7 +51,9 @@ def _cluster_timeouts() -> list[tuple[str, int | None, int | None]]:
     conf = settings.Q_CLUSTER
     rows = [(conf.get("name", "default"), conf.get("timeout"), conf.get("retry"))]
     for name, alt in conf.get("ALT_CLUSTERS", {}).items():
-        rows.append((name, alt.get("timeout", conf.get("timeout")), alt.get("retry", conf.get("retry"))))
+        rows.append(
+            (name, alt.get("timeout", conf.get("timeout")), alt.get("retry", conf.get("retry")))
+        )
     return rows
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-TOKEN_PREFIX = "gmr_"
+TOKEN_PREFIX = "gmr_"  # noqa: S105  (a public prefix, not a secret)
 # last_used_at is bookkeeping, not security: refresh it at most this often to spare a write per call.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -63,4 +63,3 @@ class ApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
-

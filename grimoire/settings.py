@@ -30,9 +30,7 @@ DEBUG = env.bool("DEBUG", default=False)
 
 # Never a hard-coded default: when SECRET_KEY is unset, one is generated on first run and kept in
 # DATA_DIR/secret_key (mode 0600) so every local process (web, qcluster) signs with the same key.
-SECRET_KEY = env.str("SECRET_KEY", default="") or load_or_create_secret_key(
-    DATA_DIR / "secret_key"
-)
+SECRET_KEY = env.str("SECRET_KEY", default="") or load_or_create_secret_key(DATA_DIR / "secret_key")
 SECRET_KEY_SOURCE = "env" if env.str("SECRET_KEY", default="") else "file"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])

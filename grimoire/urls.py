@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from grimoire import health
+from grimoire.views import MeView
 
 admin.site.site_header = "Grimoire"
 admin.site.site_title = "Grimoire"
@@ -15,6 +16,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/me", MeView.as_view(), name="api-me"),
     path("admin/", admin.site.urls),
 ]
 
