@@ -26,7 +26,7 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(PY) manage.py bootstrap
 	@echo "Starting web and workers (Ctrl-C stops them all)..."
-	exec $(VENV)/bin/honcho start -f Procfile
+	exec $(PY) scripts/serve.py Procfile
 
 ## test: install test dependencies and run the whole suite (SQLite unless DATABASE_URL is set)
 test: install-test
