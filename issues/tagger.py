@@ -235,13 +235,13 @@ def seed_rules_tags(title: str, body: str) -> list[str]:
 
 # Fences open at the start of a line; "```" in the middle of a sentence is inline code.
 _FENCE_RE = re.compile(
-    r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n(.*?)(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
+    r"^[ \t]{0,3}(`{3,}+|~{3,}+)[^\n]*+\n(.*?)(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
 )
 _HTML_COMMENT_RE = re.compile(r"<!--(.*?)(?:-->|\Z)", re.DOTALL)
 _DETAILS_SUMMARY_RE = re.compile(r"<summary>.*?</summary>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG_RE = re.compile(r"</?[a-zA-Z][^<>\n]{0,300}>")
-_MD_IMAGE_RE = re.compile(r"!\[[^\]\n]{0,300}\]\([^)\s]{0,2000}\)")
-_MD_LINK_RE = re.compile(r"\[([^\]\n]{0,300})\]\([^)\s]{0,2000}\)")
+_MD_IMAGE_RE = re.compile(r"!\[[^\]\n]{0,300}\]\([^)\s]{0,600}\)")
+_MD_LINK_RE = re.compile(r"\[([^\]\n]{0,300})\]\([^)\s]{0,600}\)")
 _URL_RE = re.compile(r"\bhttps?://\S{1,2000}")
 _INLINE_CODE_RE = re.compile(r"`([^`\n]{1,200})`")
 
@@ -459,8 +459,16 @@ _FEATURES: tuple[_Feature, ...] = (
         "title: wrong/unexpected result",
         _BUG,
         "title",
-        r"\b(?:wrong|incorrect(?:ly)?|invalid|unexpected(?:ly)?|inconsistent|mismatch|leak(?:s|ing)?|corrupt(?:s|ed|ion)?|undefined|null|nan|missing|disappear(?:s|ed)?|ignor(?:es|ed)|duplicated?|overflow|not (?:shown|displayed|rendered|saved|loaded|found|respected|updated|recogni[sz]ed|detected|correct|supported anymore)|instead of)\b",
+        r"\b(?:wrong|incorrect(?:ly)?|invalid|unexpected(?:ly)?|inconsistent|mismatch|leak(?:s|ing)?|corrupt(?:s|ed|ion)?|undefined|null|nan|missing|disappear(?:s|ed)?|ignor(?:es|ed)|duplicated?|overflow|warn(?:s|ing|ings)?|not (?:shown|displayed|rendered|saved|loaded|found|respected|updated|recogni[sz]ed|detected|correct|supported anymore)|instead of)\b",
         1.5,
+    ),
+    _f(
+        "title: names a problem",
+        _BUG,
+        "title",
+        r"\b(?:issue|issues|problem|problems)\b",
+        1.0,
+        negatable=True,
     ),
     _f(
         "title: weak negative",
@@ -473,7 +481,7 @@ _FEATURES: tuple[_Feature, ...] = (
         "title: request-style verb",
         _FEAT,
         "core",
-        r"^(?:add(?:s|ed|ing)?|support(?:s|ing)?|implement(?:s|ed|ing)?|allow(?:s|ing)?|enable(?:s)?|introduce[sd]?|provide|expose|extend|make it possible|let|create|new|offer|request|proposal|propose|please add|feature)\b",
+        r"^(?:add(?:s|ed|ing)?|support(?:s|ing)?|implement(?:s|ed|ing)?|allow(?:s|ing)?|enable(?:s)?|introduce[sd]?|provide|expose|extend|make it possible|let|create|new|offer|request|proposal|propose|please add|feature|consider)\b",
         3.0,
     ),
     _f(
@@ -499,7 +507,7 @@ _FEATURES: tuple[_Feature, ...] = (
         2.5,
     ),
     _f("title: ends with a question mark", _QUES, "title", r"\?\s*$", 3.0),
-    _f("title: wh-question", _QUES, "core", r"^(?:how|why|what|which|where|who|whom|whose)\b", 2.5),
+    _f("title: wh-question", _QUES, "core", r"^(?:how|why|what|which|where|who|whom|whose)\b", 3.0),
     _f(
         "title: yes/no question",
         _QUES,
@@ -526,7 +534,7 @@ _FEATURES: tuple[_Feature, ...] = (
         _DOCS,
         "title",
         r"\b(?:doc|docs|documentation|docstrings?|readme|typos?|user guide|guide|tutorials?|wiki|changelog|spelling|grammar|wording|sphinx|api reference|man ?page|javadoc|jsdoc|documented|undocumented|misleading)\b",
-        3.0,
+        3.5,
     ),
     _f("title: examples", _DOCS, "title", r"\b(?:example|examples|gallery)\b", 1.5),
     # ---- declarations: issue forms, template markers, "feature or bug?" answers ---------------
@@ -544,7 +552,7 @@ _FEATURES: tuple[_Feature, ...] = (
         "body: feature template heading",
         _FEAT,
         "prose",
-        r"\b(?:is your feature request related to a problem|describe the solution you'?d like|describe alternatives you'?ve considered|alternatives considered|proposed (?:solution|change|feature|api)|describe the feature|feature description|feature request|motivation|use ?case|pitch)\b",
+        r"\b(?:is your feature request related to a problem|describe the workflow you want to enable|describe your proposed solution|describe the solution you'?d like|describe alternatives you'?ve considered|alternatives considered|proposed (?:solution|change|feature|api)|describe the feature|feature description|feature request|motivation|use ?case|pitch)\b",
         2.5,
     ),
     _f(
@@ -559,7 +567,7 @@ _FEATURES: tuple[_Feature, ...] = (
         "body: stack trace",
         _BUG,
         "raw",
-        r"traceback \(most recent call last\)|exception in thread|^\s+at [\w$.<>]+\([^)\n]*:\d+\)|^\s+at .{1,200}:\d+:\d+\)?\s*$|\bsegmentation fault\b|\bcore dumped\b|^panic:|\bsigsegv\b|\bsigabrt\b|\bstack ?trace\b|\bbacktrace\b|\buncaught\b",
+        r"traceback \(most recent call last\)|exception in thread|^[ \t]+at [\w$.<>]{1,300}\([^)\n]{0,300}:\d+\)|^[ \t]+at [^\n]{1,200}:\d+:\d+\)?[ \t]*$|\bsegmentation fault\b|\bcore dumped\b|^panic:|\bsigsegv\b|\bsigabrt\b|\bstack ?trace\b|\bbacktrace\b|\buncaught\b",
         2.0,
         flags=re.MULTILINE,
     ),
@@ -580,6 +588,21 @@ _FEATURES: tuple[_Feature, ...] = (
         r"\b(?:worked (?:fine |well )?(?:in|with|before|on) (?:the )?(?:previous|earlier|older|last)|used to work|after (?:updating|upgrading)|since (?:updating|upgrading|version))\b",
         2.0,
     ),
+    _f(
+        "body: says it fixes a reported issue",
+        _BUG,
+        "prose",
+        r"\b(?:this (?:pr|pull request|patch|change|commit) (?:will |should )?fix(?:es)?|fix(?:es|ed)? #\d+|fix(?:es|ed)? (?:the |a )?(?:bug|crash|regression|failure|issue))\b",
+        1.5,
+    ),
+    _f(
+        "body: something does not work",
+        _BUG,
+        "prose",
+        r"\b(?:can'?t|cannot|unable to|doesn'?t|does not|won'?t|isn'?t|only (?:works|opens|shows|happens)|no longer|hides?|disappears?)\b",
+        0.4,
+        cap=3,
+    ),
     # ---- body: asking for something new -----------------------------------------------------------
     _f(
         "body: wish wording",
@@ -598,6 +621,21 @@ _FEATURES: tuple[_Feature, ...] = (
         r"\b(?:how (?:do|can|should|would|could) (?:i|we|you|one)|how to|is it possible|is there (?:a|any) way|any (?:idea|ideas|help|suggestions?|advice|pointers|thoughts)|help me|please help|can (?:someone|anyone|somebody)|could (?:someone|anyone|somebody)|thanks in advance|i'?m (?:trying|wondering|confused|not sure)|i am (?:trying|wondering|confused|not sure)|i was wondering|not sure (?:if|whether|how)|i don'?t understand|what is the (?:best|right|correct|recommended) way|what am i doing wrong|am i (?:missing|doing)|question|stack ?overflow|forum)\b",
         1.0,
         cap=4,
+    ),
+    _f(
+        "body: personal help request",
+        _QUES,
+        "prose",
+        r"\b(?:my (?:code|program|project|app|application|script|camera|model|computer|laptop|machine|setup|environment)|kindly|pls|plz|stuck|resolve my|help me out|i(?:'m| am) (?:new|a beginner|beginner)|newbie|beginner)\b",
+        1.0,
+        cap=3,
+    ),
+    _f(
+        "title: build or install trouble",
+        _QUES,
+        "title",
+        r"\b(?:install(?:ing|ation)?|compil(?:e|ing|ation)|build(?:ing)?|cmake|linking|linker|setup|set up|configure|on (?:ubuntu|fedora|centos|debian|windows|macos|mac|linux|raspberry|arch|m1|android|ios))\b",
+        1.5,
     ),
     _f("body: question marks", _QUES, "prose", r"\?(?=\s|$)", 0.6, cap=3),
     # ---- body: documentation ---------------------------------------------------------------------
@@ -1020,6 +1058,32 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD_RE.findall(text.lower()) if len(w) > 2 and w not in _STOPWORDS}
 
 
+_TEXT_PUNCTUATION = frozenset(
+    " .,;:!?'\"()[]-/`%&+=#@*_\u2019\u201c\u201d\u3001\u3002\uff0c\uff01\uff1f"
+)
+
+
+def _reads_as_text(sentence: str) -> bool:
+    """False for binary junk decoded as text: too many symbols that writing does not use."""
+    odd = 0
+    for ch in sentence:
+        if ch.isalnum() or ch in _TEXT_PUNCTUATION:
+            continue
+        odd += 1
+    if odd > len(sentence) * 0.05:
+        return False
+    # Latin-1 noise is alphabetic but mixes cases mid-word ("gCxK"); real words rarely do.
+    words = [w for w in _WORD_RE.findall(sentence) if len(w) > 1]
+    if not words:
+        return False
+    mixed = sum(
+        1
+        for w in words
+        if w.lower() != w.upper() and not (w.islower() or w.isupper() or w.istitle())
+    )
+    return mixed <= len(words) * 0.3
+
+
 def _looks_like_code(line: str) -> bool:
     stripped = line.strip()
     if not stripped:
@@ -1105,7 +1169,7 @@ def _best_sentence(parsed: _Parsed, kind: str) -> str:
             )
             if (len(words) < 5 and cjk < 8) or len(words) > 80:
                 continue
-            if max(len(w) for w in words) > 50:
+            if max(len(w) for w in words) > 50 or not _reads_as_text(sentence):
                 continue  # a URL, path or blob of data, not prose
             lower = sentence.lower()
             if _SECRET_RE.search(sentence) or _BOILERPLATE_RE.search(lower):
