@@ -303,8 +303,15 @@ _TITLE_PREFIX_RE = re.compile(
 )
 
 
+# Upper-case change-type markers some projects put before a title ("DOC Fix ...", "ENH add ...").
+_TITLE_MARKER_RE = re.compile(
+    r"^(?:DOC|DOCS|ENH|FEAT|MNT|MAINT|TST|PERF|BLD|CI|RFC|WIP|API)\b:?\s+"
+)
+_SUBJECT_MARKER_RE = re.compile(r"^(?:BUG|FIX|BUGFIX|HOTFIX)\b:?\s+")
+
+
 def _strip_title_prefix(title: str) -> str:
-    stripped = _TITLE_PREFIX_RE.sub("", title).strip()
+    stripped = _TITLE_MARKER_RE.sub("", _TITLE_PREFIX_RE.sub("", title).strip())
     return stripped or title.strip()
 
 
@@ -797,6 +804,12 @@ def _camel_to_kebab(name: str) -> str:
     return normalize_tag(re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name))
 
 
+_TEST_DIRS = frozenset(
+    _words("test tests __tests__ testing spec specs functional unit integration e2e")
+)
+_DOC_EXTENSIONS = (".md", ".rst", ".txt")
+
+
 def _component_from_path(path: str) -> str:
     path = path.replace("\\", "/")
     parts = [p for p in path.split("/") if p and p not in (".", "..")]
@@ -805,15 +818,26 @@ def _component_from_path(path: str) -> str:
     if re.fullmatch(r"[a-zA-Z]:", parts[0]):
         parts = parts[1:]
     *dirs, filename = parts or [""]
+    stem = filename.rsplit(".", 1)[0].lstrip("_").lower()
+    # A test file names what it tests better than its directory ("functional", "unit") does.
+    if (
+        any(d.lower() in _TEST_DIRS for d in dirs)
+        or stem.startswith("test_")
+        or stem.endswith("_test")
+    ):
+        name = re.sub(r"^test_|_test$|\.(?:test|spec)$", "", stem)
+        if name and name not in _GENERIC_FILES:
+            return normalize_tag(name)
     for directory in reversed(dirs):
         low = directory.lower()
-        if low in _GENERIC_DIRS or low.startswith((".", "python3.", "python2.")) or len(low) < 2:
+        if low in _GENERIC_DIRS or low in _TEST_DIRS or len(low) < 2:
             continue
-        if re.fullmatch(r"v?\d[\w.-]*", low):  # version directories: 1.2.3, v2
-            continue
+        if low.startswith((".", "python3.", "python2.")) or re.fullmatch(r"v?\d[\w.-]*", low):
+            continue  # hidden, interpreter and version directories: 1.2.3, v2
         return normalize_tag(directory.lstrip("_"))
-    stem = filename.rsplit(".", 1)[0].lstrip("_").lower()
-    if stem and stem not in _GENERIC_FILES and not stem.startswith("test_"):
+    if filename.lower().endswith(_DOC_EXTENSIONS):
+        return ""  # README.md, ISSUES.md: documents, not parts of the code
+    if stem and stem not in _GENERIC_FILES:
         return normalize_tag(stem)
     return ""
 
@@ -841,35 +865,38 @@ def _component_from_java_frame(frame: str) -> str:
     return ""
 
 
-def extract_components(title: str, body: str, *, limit: int = 5) -> list[str]:
-    """Component tags from the text: code areas first (from paths and stack frames, most mentioned
-    first), then error names ("TypeError" → "type-error", "segmentation fault" → "segfault")."""
-    title_s = _clean_input(title, MAX_TITLE_CHARS)
-    body_s = _clean_input(body, MAX_TEXT_CHARS)
-    text = f"{title_s}\n{body_s}"
+@dataclass
+class _Components:
+    code: list[str]  # from paths and frames written in the text, best first
+    linked: list[str]  # from links to files in repositories (often template boilerplate)
+    errors: list[str]
+
+    def all(self, limit: int = 5) -> list[str]:
+        merged = [*self.code[:3], *self.linked, *self.errors[:2]]
+        return list(dict.fromkeys(merged))[: max(0, limit)]
+
+
+def _find_components(title: str, body: str) -> _Components:
+    text = f"{title}\n{body}"
     areas: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
 
-    def add(component: str, position: int, weight: int = 1) -> None:
-        if not _plausible_component(component):
-            return
-        areas[component] += weight
-        first_seen.setdefault(component, position)
+    def add(counter: Counter[str], component: str, position: int) -> None:
+        if _plausible_component(component):
+            counter[component] += 1
+            first_seen.setdefault(component, position)
 
+    linked: Counter[str] = Counter()
     for match in _GITHUB_BLOB_RE.finditer(text):
-        add(_component_from_path(match.group(1)), match.start())
+        add(linked, _component_from_path(match.group(1)), match.start())
     without_urls = _URL_RE.sub(" ", text)
     for match in _PATH_RE.finditer(without_urls):
         path = match.group(1)
         # Library frames say where the failure surfaced, not which part of the project is broken.
-        weight = 0 if any(marker in path for marker in _LIBRARY_PATH_MARKERS) else 1
-        if weight:
-            add(_component_from_path(path), match.start(), weight)
+        if not any(marker in path for marker in _LIBRARY_PATH_MARKERS):
+            add(areas, _component_from_path(path), match.start())
     for match in _JAVA_FRAME_RE.finditer(without_urls):
-        add(_component_from_java_frame(match.group(1)), match.start())
-
-    ordered = sorted(areas, key=lambda c: (-areas[c], first_seen[c]))
-    out: list[str] = ordered[:3]
+        add(areas, _component_from_java_frame(match.group(1)), match.start())
 
     errors: Counter[str] = Counter()
     error_seen: dict[str, int] = {}
@@ -882,9 +909,27 @@ def extract_components(title: str, body: str, *, limit: int = 5) -> list[str]:
         if found:
             errors[tag] += 1
             error_seen.setdefault(tag, found.start())
-    out += sorted(errors, key=lambda e: (-errors[e], error_seen[e]))[:2]
-    deduped = list(dict.fromkeys(t for t in out if t))
-    return deduped[: max(0, limit)]
+
+    def ranked(counter: Counter[str], seen: dict[str, int]) -> list[str]:
+        return sorted(counter, key=lambda c: (-counter[c], seen[c]))
+
+    code = ranked(areas, first_seen)
+    return _Components(
+        code=code,
+        linked=[c for c in ranked(linked, first_seen) if c not in code][:1],
+        errors=ranked(errors, error_seen),
+    )
+
+
+def extract_components(title: str, body: str, *, limit: int = 5) -> list[str]:
+    """Component tags from the text, best first: code areas from file paths and stack frames
+    ("src/auth/login.py" → "auth", "tests/test_cache.py" → "cache"; library frames ignored), one
+    area from a link to a repository file, then error names ("TypeError" → "type-error",
+    "segmentation fault" → "segfault")."""
+    found = _find_components(
+        _clean_input(title, MAX_TITLE_CHARS), _clean_input(body, MAX_TEXT_CHARS)
+    )
+    return found.all(limit)
 
 
 def _first_error_name(text: str) -> str:
@@ -968,11 +1013,20 @@ _COMPONENT_AREAS: dict[str, str] = {
 _FRONTEND_EXT_RE = re.compile(r"\.(?:css|scss|sass|less|html|htm|jsx|tsx|vue|svelte)\b")
 
 
+# In a body, "critical" or "immediately" is usually emphasis; only these say the issue is urgent.
+_AREA_BODY_RULES: dict[str, re.Pattern[str]] = {
+    "urgent": re.compile(
+        r"\b(?:urgent|urgently|asap|blocker|outage|data loss|production (?:is )?down|showstopper)\b"
+    ),
+}
+
+
 def _area_scores(parsed: _Parsed, components: Sequence[str]) -> Counter[str]:
     scores: Counter[str] = Counter()
     for area, pattern in _AREA_RULES.items():
+        body_pattern = _AREA_BODY_RULES.get(area, pattern)
         title_hits = len({m.group(0) for m in pattern.finditer(parsed.title_l)})
-        body_hits = len({m.group(0) for m in pattern.finditer(parsed.prose_l)})
+        body_hits = len({m.group(0) for m in body_pattern.finditer(parsed.prose_l)})
         score = 2 * title_hits + min(body_hits, 3)
         if score:
             scores[area] = score
@@ -998,6 +1052,14 @@ _HEADING_LINE_RE = re.compile(
 _CHECKLIST_RE = re.compile(r"^\s*[-*+]\s*\[[ xX]\]")
 _BULLET_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _METADATA_LINE_RE = re.compile(r"^\s*[-*]?\s*[\w /().-]{1,40}:\s*\S")
+# Pasted tracebacks, frames, prompts and log lines outside code fences: output, not prose.
+_LOG_LINE_RE = re.compile(
+    r"(?i)(?:traceback \(most recent call last\)|file \"[^\"\n]{1,300}\", line \d|at [\w$.<>/]{1,300}[(:]"
+    r"|[\w.]{0,80}(?:error|exception|warning)\b[^\n]{0,40}:|\$ |>>> |[#>] |\[?\d{2}:\d{2}:\d{2}"
+    r"|\[?\d{4}-\d{2}-\d{2}[ t]\d{2}:|(?:error|warning|fatal|info|debug)[:\]] )"
+)
+# "Have I written custom code (...): Yes" - an issue form's question with its one-word answer.
+_FORM_ANSWER_RE = re.compile(r"(?i)[:?]\s*(?:yes|no|n/?a|none|unknown|true|false)\.?$")
 _NO_RESPONSE_RE = re.compile(r"^\s*_?no response_?\s*$", re.I)
 _BOILERPLATE_RE = re.compile(
     r"\b(?:thanks?|thank you|hi|hello|hey|greetings|please (?:make sure|read|search|fill|provide|"
@@ -1116,10 +1178,13 @@ def _prose_units(prose: str) -> list[str]:
             or _NO_RESPONSE_RE.match(stripped)
             or stripped.startswith("|")
             or _looks_like_code(line)
+            or _LOG_LINE_RE.match(stripped)
         ):
             flush()
             continue
-        if _METADATA_LINE_RE.match(stripped) and len(stripped.split()) <= 8:
+        if (
+            _METADATA_LINE_RE.match(stripped) and len(stripped.split()) <= 8
+        ) or _FORM_ANSWER_RE.search(stripped):
             flush()
             continue
         if _BULLET_RE.match(stripped):
@@ -1177,11 +1242,7 @@ def _best_sentence(parsed: _Parsed, kind: str) -> str:
             if _is_choice_prompt(lower):
                 continue
             content = _content_words(sentence)
-            if (
-                title_words
-                and content
-                and len(content & title_words) / len(content | title_words) > 0.8
-            ):
+            if title_words and content and len(content & title_words) >= 0.85 * len(content):
                 continue  # restates the title: adds nothing
             overlap = len(content & title_words) / len(title_words) if title_words else 0.0
             cues = min(len({m.group(0) for m in cue.finditer(lower)}), 3)
@@ -1192,12 +1253,21 @@ def _best_sentence(parsed: _Parsed, kind: str) -> str:
                 continue
             if best is None or score > best[0]:
                 best = (score, sentence)
-    return _fit_sentence(best[1]) if best else ""
+    return _capitalise_plain(_fit_sentence(best[1])) if best else ""
+
+
+def _capitalise_plain(text: str) -> str:
+    """Capitalise a plain first word, never an identifier ("app#resolve()", "tf.keras", "npm")."""
+    first_word = text.split(" ", 1)[0]
+    if first_word.isalpha() and first_word.islower() and len(first_word) > 2:
+        return text[0].upper() + text[1:]
+    return text
 
 
 def _subject(title: str) -> tuple[str, bool]:
     """The title as the subject of a sentence, and whether it was phrased as a question."""
     subject = _INLINE_CODE_RE.sub(r"\1", _strip_title_prefix(title))
+    subject = _SUBJECT_MARKER_RE.sub("", subject) or subject
     subject = " ".join(subject.split()).strip(" .:;,!-")
     is_question = subject.endswith("?")
     subject = subject.rstrip("? ")
@@ -1209,14 +1279,14 @@ def _subject(title: str) -> tuple[str, bool]:
     return subject, is_question
 
 
-def _summary(parsed: _Parsed, kind: str, components: Sequence[str]) -> str:
+def _summary(parsed: _Parsed, kind: str, found: _Components) -> str:
     label = _KIND_LABELS.get(kind, "Issue")
     subject, is_question = _subject(parsed.title)
     detail = _best_sentence(parsed, kind)
-    area = next(
-        (c for c in components if c not in _ERROR_TAGS and not _looks_like_error_tag(c)), ""
-    )
-    if area and area.replace("-", " ") in subject.lower().replace("-", " "):
+    # Only a component the author wrote (a path or frame) names the area; linked files are often
+    # the issue template's own links.
+    area = found.code[0] if found.code else ""
+    if area and area.replace("-", " ") in re.sub(r"[-_]", " ", subject.lower()):
         area = ""
     head = label + (
         f" {_KIND_COMPONENT_WORD[kind]} {area}" if area and kind in _KIND_COMPONENT_WORD else ""
@@ -1225,11 +1295,7 @@ def _summary(parsed: _Parsed, kind: str, components: Sequence[str]) -> str:
         if detail:
             return f"{head}: {detail}"
         return f"{label} with no title or description."
-    first_word = subject.split(" ", 1)[0]
-    # Capitalise a plain first word, never an identifier ("app#resolve()", "tf.keras", "npm").
-    if first_word.isalpha() and first_word.islower() and len(first_word) > 3:
-        subject = subject[0].upper() + subject[1:]
-    first = f"{head}: {subject}"
+    first = f"{head}: {_capitalise_plain(subject)}"
     if kind == "bug":
         error = _first_error_name(f"{parsed.title}\n{parsed.body}")
         if error and error.lower() not in subject.lower():
@@ -1239,14 +1305,9 @@ def _summary(parsed: _Parsed, kind: str, components: Sequence[str]) -> str:
     return f"{first} {detail}" if detail else first
 
 
-_ERROR_TAGS = frozenset(tag for _, tag in _ERROR_PHRASES)
 _WH_START_RE = re.compile(
     r"(?:how|why|what|which|where|who|is there|is it possible|can i|how do)\b"
 )
-
-
-def _looks_like_error_tag(tag: str) -> bool:
-    return tag.endswith(("-error", "-exception", "-fault", "-panic"))
 
 
 def summarize(title: str, body: str, *, kind: str | None = None) -> str:
@@ -1255,9 +1316,7 @@ def summarize(title: str, body: str, *, kind: str | None = None) -> str:
     parsed = _parse(title, body)
     if kind not in KINDS:
         kind = _decide(parsed).kind
-    title_s = _clean_input(title, MAX_TITLE_CHARS)
-    body_s = _clean_input(body, MAX_TEXT_CHARS)
-    return _summary(parsed, kind, extract_components(title_s, body_s))
+    return _summary(parsed, kind, _find_components(parsed.title, parsed.body))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1293,7 +1352,8 @@ def fallback_enrich(
     """
     parsed = _parse(title, body)
     kind = _decide(parsed).kind
-    components = extract_components(parsed.title, parsed.body)
+    found = _find_components(parsed.title, parsed.body)
+    components = found.all()
     vocab = list(DEFAULT_VOCABULARY if vocabulary is None else vocabulary)
     allowed = [*vocab, *RESERVED_TAGS]
     allowed_norm = {normalize_tag(v) for v in allowed if isinstance(v, str)}
@@ -1312,7 +1372,7 @@ def fallback_enrich(
     return Enrichment(
         kind=kind,
         tags=tags,
-        summary=_summary(parsed, kind, components),
+        summary=_summary(parsed, kind, found),
         components=components,
         source="fallback",
     )
