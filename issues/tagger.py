@@ -466,7 +466,7 @@ _FEATURES: tuple[_Feature, ...] = (
         "title: wrong/unexpected result",
         _BUG,
         "title",
-        r"\b(?:wrong|incorrect(?:ly)?|invalid|unexpected(?:ly)?|inconsistent|mismatch|leak(?:s|ing)?|corrupt(?:s|ed|ion)?|undefined|null|nan|missing|disappear(?:s|ed)?|ignor(?:es|ed)|duplicated?|overflow|warn(?:s|ing|ings)?|not (?:shown|displayed|rendered|saved|loaded|found|respected|updated|recogni[sz]ed|detected|correct|supported anymore)|instead of)\b",
+        r"\b(?:wrong|incorrect(?:ly)?|invalid|unexpected(?:ly)?|inconsistent|mismatch|leak(?:s|ing)?|corrupt(?:s|ed|ion)?|undefined|null|nan|missing|disappear(?:s|ed)?|ignor(?:es|ed)|duplicated?|overflow|warn(?:s|ing|ings)?|(?:is|are|got|gets|very|too|extremely) slow|slowness|takes (?:too )?long|high (?:cpu|memory)|not (?:shown|displayed|rendered|saved|loaded|found|respected|updated|recogni[sz]ed|detected|correct|supported anymore)|instead of)\b",
         1.5,
     ),
     _f(
@@ -783,7 +783,8 @@ _GENERIC_DIRS = frozenset(
 _GENERIC_FILES = frozenset(
     _words(
         "__init__ index main setup conftest init utils util helpers common base mod lib app test tests "
-        "readme changelog license package manifest"
+        "readme changelog license package manifest out output bundle chunk vendor min build dist tmp "
+        "temp file foo bar baz example sample"
     )
 )
 # Frames from these roots are the runtime, not the project.
