@@ -100,32 +100,40 @@ PRICES: dict[str, dict[str, Price]] = {
 }
 
 
-def _lookup(table: Mapping[str, Any], model: str) -> Any | None:
-    if model in table:
-        return table[model]
+def _best_key(table: Mapping[str, Any], model: str) -> str | None:
+    """The exact key, else the longest key `model` starts with ("*" never matches here)."""
+    if model in table and model != "*":
+        return model
     best = None
     for key in table:
         if key != "*" and model.startswith(key) and (best is None or len(key) > len(best)):
             best = key
-    if best is not None:
-        return table[best]
-    return table.get("*")
+    return best
 
 
 def price_for(
     provider: str, model: str, overrides: Mapping[str, Any] | None = None
 ) -> Price | None:
-    """The price of `model` at `provider` (overrides first), or None when nobody knows it."""
-    if overrides:
-        table = overrides.get(provider)
-        if isinstance(table, Mapping):
-            found = _lookup(table, model)
-            if found is not None:
-                return Price.from_value(found)
+    """The price of `model` at `provider`, or None when nobody knows it.
+
+    An override for a model family wins unless the built-in table knows a more specific one
+    (overriding "gpt-4o" does not reprice "gpt-4o-mini"); an override "*" covers the rest of
+    that provider's models.
+    """
+    table = overrides.get(provider) if overrides else None
+    custom: Mapping[str, Any] = table if isinstance(table, Mapping) else {}
+    builtin = PRICES.get(provider, {})
+    custom_key = _best_key(custom, model)
+    builtin_key = _best_key(builtin, model)
+    if custom_key is not None and (builtin_key is None or len(custom_key) >= len(builtin_key)):
+        return Price.from_value(custom[custom_key])
+    if "*" in custom:
+        return Price.from_value(custom["*"])
     if provider in LOCAL_PROVIDERS:
         return FREE
-    table = PRICES.get(provider)
-    return _lookup(table, model) if table else None
+    if builtin_key is not None:
+        return builtin[builtin_key]
+    return builtin.get("*")
 
 
 def is_priced(provider: str, model: str, overrides: Mapping[str, Any] | None = None) -> bool:
