@@ -202,6 +202,14 @@ PERIODIC_TASKS = {
 # lost) and re-enqueued by the sweeper.
 STUCK_AFTER_SECONDS = env.int("STUCK_AFTER_SECONDS", default=Q_TIMEOUT + 120)
 
+# --- LLM jobs -----------------------------------------------------------------------------------
+# Providers, keys and models are read by llmcore.config straight from the environment (see
+# .env.example). Job-level retries when every provider failed transiently: exponential backoff
+# with jitter from LLM_JOB_BACKOFF_BASE seconds, doubling, capped at LLM_JOB_BACKOFF_CAP.
+LLM_JOB_MAX_RETRIES = env.int("LLM_JOB_MAX_RETRIES", default=5)
+LLM_JOB_BACKOFF_BASE = env.float("LLM_JOB_BACKOFF_BASE", default=5.0)
+LLM_JOB_BACKOFF_CAP = env.float("LLM_JOB_BACKOFF_CAP", default=300.0)
+
 # --- API (DRF) ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
