@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any, Literal, Protocol
@@ -208,6 +209,7 @@ class Router:
         self.validator: Validator = validator or default_validator()
         self.repair: Repair = repair or repair_request
         self._client = client
+        self._client_lock = threading.Lock()
         self.wall_clock = wall_clock
         self.jitter = jitter
         self.quick_retry_base = quick_retry_base
@@ -225,7 +227,10 @@ class Router:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = make_client()
+            # One process-wide router may serve several threads; build the pool only once.
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_client()
         return self._client
 
     # -- public ----------------------------------------------------------------------------------
