@@ -211,9 +211,6 @@ _NOT_SECRET_WORDS = frozenset(
         "secretstr",
     }
 )
-_AUTH_SCHEMES = frozenset(
-    {"bearer", "basic", "token", "bot", "apikey", "digest", "negotiate", "ntlm", "header"}
-)
 _CODE_EXPR = re.compile(
     # attribute access or a call/subscript: self.password, os.environ[, get_token(, env("X")
     r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|::|->)[A-Za-z_$][A-Za-z0-9_$]*)*(?:\(.*|\[.*)?",
@@ -250,6 +247,9 @@ def _is_reference(value: str) -> bool:
         return True
     if v[0] == "<" and v.endswith(">"):
         return True
+    # printf/format placeholders: "password=%s" % pw, f"token={token}"
+    if v in ("%s", "%r", "%d") or (v[0] == "{" and v.endswith("}")):
+        return True
     return v.startswith(("process.env", "os.environ", "os.getenv", "ENV[", "env(", "secrets."))
 
 
@@ -273,9 +273,18 @@ def _unquote(value: str) -> tuple[str, str, str]:
     return "", value, ""
 
 
+def _is_openai_name(value: str) -> bool:
+    """`sk-` + a kebab-case word is a name (`sk-learn-…`), not a key; real keys look random."""
+    return not value.startswith(("sk-proj-", "sk-svcacct-", "sk-admin-")) and not _looks_random(
+        value[3:]
+    )
+
+
 def _shape_kind(value: str) -> str | None:
     m = _TOKEN_SHAPE.fullmatch(value)
-    return m.lastgroup if m else None
+    if m is None or (m.lastgroup == "openai_key" and _is_openai_name(value)):
+        return None
+    return m.lastgroup
 
 
 def _kv_kind(key: str, value: str) -> str:
@@ -313,6 +322,8 @@ def _keep_value(key: str, value: str) -> bool:
     """True when a labelled value cannot be a secret (see the module docstring)."""
     if not _has_alnum(value) or _is_reference(value):
         return True
+    if _shape_kind(value):
+        return False
     if value.lower() in _NOT_SECRET_WORDS:
         return True
     if _is_code(value, key):
@@ -374,8 +385,10 @@ def _on_authorization(h: _Hit) -> str:
     scheme, _, _ = h.group("authorization_scheme")
     if _is_reference(value) or value.lower() in _NOT_SECRET_WORDS:
         return h.whole()
-    if not scheme and value.lower() in _AUTH_SCHEMES:
-        return h.whole()  # `Authorization: Bearer` with the token on another line or absent
+    # Without a scheme the value must look like a credential: `authorization: Bearer` with the
+    # token elsewhere, or `authorization: for admins only`, is not one.
+    if not scheme and (len(value) < 8 or not _looks_random(value)):
+        return h.whole()
     kind = _shape_kind(value) or (
         "bearer_token" if scheme.strip().lower() == "bearer" else "authorization"
     )
@@ -433,12 +446,7 @@ def _on_kv(h: _Hit) -> str:
 def _on_token(kind: str) -> Any:
     def handler(h: _Hit) -> str:
         value = h.whole()
-        # `sk-` + a kebab-case word is a name, not a key; real keys are random.
-        if (
-            kind == "openai_key"
-            and not value.startswith(("sk-proj-", "sk-svcacct-", "sk-admin-"))
-            and not _looks_random(value[3:])
-        ):
+        if kind == "openai_key" and _is_openai_name(value):
             return value
         return h.add(kind, h.start, h.end)
 
