@@ -338,23 +338,31 @@ def _keep_value(key: str, value: str) -> bool:
 class _Hit:
     """One match of the combined pattern, read through spans into the original str.
 
-    Handlers slice `text` rather than asking the match for group strings: for ASCII input the scan
-    runs over bytes (same offsets, no decoding), and slicing the str is cheaper anyway.
+    The scan always runs over UTF-8 bytes: RE2 works on bytes, and letting its wrapper translate
+    every group's offsets to characters costs more than the match itself. For ASCII text byte and
+    character offsets are equal; otherwise only the offsets a handler asks for are translated, by
+    decoding the few bytes between the match start and the group.
     """
 
-    __slots__ = ("end", "m", "report", "start", "text")
+    __slots__ = ("bstart", "data", "end", "m", "report", "start", "text")
 
-    def __init__(self, text: str, report: list[Redaction] | None) -> None:
+    def __init__(self, text: str, data: bytes | None, report: list[Redaction] | None) -> None:
         self.text = text
+        self.data = data  # None when the text is ASCII (offsets need no translation)
         self.report = report
         self.m: Any = None
-        self.start = self.end = 0
+        self.start = self.end = self.bstart = 0
 
     def group(self, name: str) -> tuple[str, int, int]:
-        start, end = self.m.span(_GROUP[name])
-        if start < 0:
+        bstart, bend = self.m.span(_GROUP[name])
+        if bstart < 0:
             return "", -1, -1
-        return self.text[start:end], start, end
+        data = self.data
+        if data is None:
+            return self.text[bstart:bend], bstart, bend
+        value = data[bstart:bend].decode()
+        start = self.start + len(data[self.bstart : bstart].decode())
+        return value, start, start + len(value)
 
     def whole(self) -> str:
         return self.text[self.start : self.end]
@@ -473,15 +481,22 @@ _DISPATCH = sorted(
 
 
 def _substitute(text: str, report: list[Redaction] | None) -> str:
-    # ASCII text (most logs) is scanned as bytes: offsets are the same as in the str, and the RE2
-    # wrapper skips its byte-to-character offset bookkeeping.
-    subject: str | bytes = text.encode("ascii") if text.isascii() else text
-    hit = _Hit(text, report)
+    ascii_only = text.isascii()
+    data = text.encode("ascii") if ascii_only else text.encode("utf-8")
+    hit = _Hit(text, None if ascii_only else data, report)
     pieces: list[str] = []
     last = 0
-    for m in _PATTERN.finditer(subject):
-        start, end = m.span()
-        hit.m, hit.start, hit.end = m, start, end
+    # Where the previous match ended, in bytes and in characters (for non-ASCII text).
+    cursor_b = cursor_c = 0
+    for m in _PATTERN.finditer(data):
+        bstart, bend = m.span()
+        if ascii_only:
+            start, end = bstart, bend
+        else:
+            start = cursor_c + len(data[cursor_b:bstart].decode())
+            end = start + len(data[bstart:bend].decode())
+            cursor_b, cursor_c = bend, end
+        hit.m, hit.start, hit.end, hit.bstart = m, start, end, bstart
         for idx, handler in _DISPATCH:
             if m.span(idx)[0] >= 0:
                 replacement = handler(hit)

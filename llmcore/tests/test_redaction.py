@@ -645,3 +645,10 @@ def test_a_ten_megabyte_log_is_redacted():
 def test_hostile_inputs_complete(text):
     out = redact(text)
     assert redact(out) == out
+
+
+def test_non_ascii_values_and_text_around_them_are_handled_by_character():
+    text = "ünïcødé ✓ password=pässwörd1 then ghp_" + "a1B2" * 9 + " ✓ end"
+    out, report = redact_with_report(text)
+    assert out == "ünïcødé ✓ password=[REDACTED:password] then [REDACTED:github_token] ✓ end"
+    assert [text[r.start : r.end] for r in report] == ["pässwörd1", "ghp_" + "a1B2" * 9]
