@@ -627,13 +627,15 @@ class SpellIndex:
         return analysis
 
     def _document(self, record: SpellRecord) -> Counter[str]:
+        # Title, error type and the words the failure prints (pattern literals) are the spell's
+        # signature; the long prose of the description only supports them, at half weight.
         doc: Counter[str] = Counter()
         doc.update(tokenize(record.title) * 2)
         doc.update(tokenize(record.error_type) * 2)
-        doc.update(tokenize(record.text))
         for pattern in record.patterns:
-            # Pattern literals are the words the failure is known to print.
             doc.update(tokenize(re.sub(r"\\.|[\[\](){}?*+|^$]", " ", pattern)))
+        for term, count in Counter(tokenize(record.text)).items():
+            doc[term] += 0.5 * count
         return doc
 
     def _build_prefilter(self) -> None:
@@ -689,7 +691,9 @@ class SpellIndex:
         for doc in docs:
             df.update(doc.keys())
         self._idf = {t: math.log((n + 1) / (d + 0.5)) for t, d in df.items()}
-        self._default_idf = math.log((n + 1) / 0.5)
+        # A query word no spell uses says nothing about which spell fits; weighing it like the
+        # rarest known word keeps long, detailed errors from drowning their shared words.
+        self._default_idf = max(self._idf.values(), default=1.0)
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for sno, doc in enumerate(docs):
             weights = _weights(doc, self._idf.__getitem__)
@@ -824,13 +828,16 @@ class SpellIndex:
         # Terms most spells share barely move a cosine but cost the longest posting lists.
         common = max(50, n // 4)
         acc: dict[int, float] = defaultdict(float)
+        shared: Counter[int] = Counter()
         for term, qw in q.items():
             plist = self._postings.get(term)
             if not plist or (len(plist) > common and n > 200):
                 continue
             for sno, dw in plist:
                 acc[sno] += qw * dw
-        scored = ((s, dot / (q_norm * self._norms[s])) for s, dot in acc.items())
+                shared[sno] += 1
+        # One word in common is a coincidence, not a resemblance.
+        scored = ((s, dot / (q_norm * self._norms[s])) for s, dot in acc.items() if shared[s] > 1)
         return [(s, c) for s, c in scored if c >= min_similarity]
 
     # ---- the query ---------------------------------------------------------------------------
