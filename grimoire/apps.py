@@ -10,7 +10,7 @@ class GrimoireConfig(AppConfig):
     verbose_name = "Grimoire"
 
     def ready(self) -> None:
-        from grimoire import checks  # noqa: F401  (registers the system checks)
+        from grimoire import checks, schema  # noqa: F401  (registers checks and schema extensions)
         from grimoire.jobs import ensure_schedules
 
         # Periodic schedules follow settings.PERIODIC_TASKS after every migrate, so a deploy

@@ -210,6 +210,16 @@ LLM_JOB_MAX_RETRIES = env.int("LLM_JOB_MAX_RETRIES", default=5)
 LLM_JOB_BACKOFF_BASE = env.float("LLM_JOB_BACKOFF_BASE", default=5.0)
 LLM_JOB_BACKOFF_CAP = env.float("LLM_JOB_BACKOFF_CAP", default=300.0)
 
+# --- Issues -------------------------------------------------------------------------------------
+# Tags an issue may get (LLM or fallback); empty means the seed's common tags.
+ISSUES_TAG_VOCABULARY = env.list("ISSUES_TAG_VOCABULARY", default=[])
+# Allow tags outside the vocabulary (from the LLM, or component tags from the fallback).
+ISSUES_ALLOW_NEW_TAGS = env.bool("ISSUES_ALLOW_NEW_TAGS", default=False)
+# Write enrichment tags back to GitHub issues as labels (needs GITHUB_API_TOKEN with issues:write).
+ISSUES_SYNC_GITHUB_LABELS = env.bool("ISSUES_SYNC_GITHUB_LABELS", default=False)
+GITHUB_API_TOKEN = env.str("GITHUB_API_TOKEN", default="")
+GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
+
 # --- API (DRF) ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -224,6 +234,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user_write": env.str("THROTTLE_USER_WRITE", default="600/min"),
         "anon_write": env.str("THROTTLE_ANON_WRITE", default="60/min"),
+        "issue_create": env.str("THROTTLE_ISSUE_CREATE", default="30/min"),
     },
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -257,6 +268,12 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
+    "ENUM_NAME_OVERRIDES": {
+        "LLMJobPriorityEnum": "llmcore.models.Priority",
+        "IssuePriorityEnum": "issues.models.Priority",
+        "IssueStatusEnum": "issues.models.Status",
+        "LLMJobStatusEnum": "llmcore.models.JobStatus",
+    },
 }
 
 # --- Static files and uploads -------------------------------------------------------------------
@@ -284,6 +301,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if TESTING:
+    # Tests create many users; a slow password hash would dominate the suite's time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "admin:login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -143,13 +143,11 @@ class OutputListSerializer(OutputSerializer):
 
 
 class FeedbackInput(serializers.Serializer):
-    vote = serializers.ChoiceField(
-        choices=["up", "down", 1, -1], help_text="up / down (or 1 / -1)."
-    )
+    vote = serializers.ChoiceField(choices=["up", "down", "1", "-1"], help_text="up or down.")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 
     def validate_vote(self, value: object) -> int:
-        return Feedback.UP if value in ("up", 1, "1") else Feedback.DOWN
+        return Feedback.UP if value in ("up", "1") else Feedback.DOWN
 
 
 class FeedbackOutput(serializers.Serializer):

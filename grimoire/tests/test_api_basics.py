@@ -148,3 +148,11 @@ def test_openapi_schema_is_served(alice_client):
 
 def test_swagger_ui_is_served(alice_client):
     assert alice_client.get("/api/docs/").status_code == 200
+
+
+def test_openapi_schema_generates_without_warnings():
+    import io
+
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=io.StringIO())
