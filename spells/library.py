@@ -402,13 +402,12 @@ def format_for_path(path: str | Path) -> str:
 
 def load_spell_file(path: str | Path, *, default_source: str = "imported") -> list[SpellDef]:
     path = Path(path)
+    fmt = format_for_path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpellFileError([SpellProblem(str(path), None, None, f"cannot read: {exc}")]) from None
-    return parse_spells(
-        text, format_for_path(path), source=str(path), default_source=default_source
-    )
+    return parse_spells(text, fmt, source=str(path), default_source=default_source)
 
 
 def load_starter_library(directory: str | Path | None = None) -> list[SpellDef]:
