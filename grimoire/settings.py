@@ -210,6 +210,16 @@ LLM_JOB_MAX_RETRIES = env.int("LLM_JOB_MAX_RETRIES", default=5)
 LLM_JOB_BACKOFF_BASE = env.float("LLM_JOB_BACKOFF_BASE", default=5.0)
 LLM_JOB_BACKOFF_CAP = env.float("LLM_JOB_BACKOFF_CAP", default=300.0)
 
+# --- Builds -------------------------------------------------------------------------------------
+# The project the learning API describes and the build runner runs in. Nothing outside it is read.
+WORKSPACE_ROOT = Path(env.str("WORKSPACE_ROOT", default=str(DATA_DIR / "workspace"))).resolve()
+# Commands staff may run with POST /build/run: JSON {"name": ["argv", "..."]}; none by default.
+BUILD_RUN_COMMANDS = env.json("BUILD_RUN_COMMANDS", default={})
+BUILD_RUN_TIMEOUT_SECONDS = env.int("BUILD_RUN_TIMEOUT_SECONDS", default=1200)
+BUILD_RUN_MAX_OUTPUT_BYTES = env.int("BUILD_RUN_MAX_OUTPUT_BYTES", default=50_000_000)
+# Largest log returned inline by the learning API (the full log is at /api/v1/builds/{id}/log).
+LEARNING_MAX_LOG_BYTES = env.int("LEARNING_MAX_LOG_BYTES", default=5_000_000)
+
 # --- Issues -------------------------------------------------------------------------------------
 # Tags an issue may get (LLM or fallback); empty means the seed's common tags.
 ISSUES_TAG_VOCABULARY = env.list("ISSUES_TAG_VOCABULARY", default=[])

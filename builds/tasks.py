@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from builds import services
+
+
+def analyze_build(build_id: str) -> str | None:
+    build = services.build_analyze(build_id=build_id)
+    return build.analysis_status if build is not None else None
+
+
+def run_build(build_id: str) -> str:
+    from builds.runner import run_build as run
+
+    return run(build_id=build_id).status
