@@ -122,6 +122,9 @@ class BuildLogChunk(models.Model):
             models.UniqueConstraint(fields=["build", "seq"], name="build_chunk_seq_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"chunk {self.seq} of {self.build_id}"
+
 
 class ReportType(models.TextChoices):
     FAILURE_ANALYSIS = "failure_analysis"
