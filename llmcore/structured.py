@@ -139,7 +139,7 @@ def _parse_candidates(
                 value = decoder.decode(source)
         except json.JSONDecodeError as exc:
             if best_error is None and isinstance(candidate, tuple):
-                best_error = _decode_error(exc)
+                best_error = _decode_error(exc, candidate[1])
             continue
         except ValueError as exc:  # NaN / Infinity
             best_error = best_error or str(exc)
@@ -160,8 +160,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _decode_error(exc: json.JSONDecodeError) -> str:
-    if exc.pos >= len(exc.doc.rstrip()):
+def _never_closes(text: str, start: int) -> bool:
+    """True when the brackets opened at `start` are still open (or a string) at the end."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return False
+    return True
+
+
+def _decode_error(exc: json.JSONDecodeError, start: int) -> str:
+    if _never_closes(exc.doc, start):
         return "the JSON is incomplete (the reply may have been cut off at the token limit)"
     return f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
 
@@ -565,7 +588,7 @@ def schema_errors(instance: Any, schema: JsonSchema) -> list[str]:
     validator = _validator(json.dumps(schema, sort_keys=True))
     errors = sorted(
         validator.iter_errors(instance),
-        key=lambda e: ([str(p) for p in e.absolute_path], e.validator),
+        key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator), e.message),
     )
     out = [f"{e.json_path}: {_describe(e)}" for e in errors[:MAX_ERRORS]]
     if len(errors) > MAX_ERRORS:
@@ -677,7 +700,7 @@ def repair_messages(
         echoed = echoed[:MAX_REPAIR_ECHO_CHARS] + "\n… (cut)"
     listed = "\n".join(f"- {e}" for e in errors[:MAX_ERRORS]) or "- the reply was not valid JSON"
     request = (
-        "Your previous reply did not match the required JSON Schema:\n"
+        "Your previous reply was not accepted:\n"
         f"{listed}\n\n"
         "Reply again with only the corrected JSON value: no explanation, no Markdown code fences. "
         "Keep the content that was right and fix only what is listed.\n\n"
