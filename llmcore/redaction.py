@@ -79,7 +79,9 @@ _VALUE = (
     r'"(?:[^"\\\r\n]|\\.)*"'
     r"|'(?:[^'\\\r\n]|\\.)*'"
     r"|`[^`\r\n]*`"
-    r"|[^\s\"'`;,&<>=][^\s\"'`;,&<>]*"
+    # Unquoted: must hold a letter or digit, so `***` and `[` never become matches at all (every
+    # match costs a call into Python; rejecting in the pattern is free).
+    r"|(?:[^\s\"'`;,&<>=A-Za-z0-9][^\s\"'`;,&<>A-Za-z0-9]*)?[A-Za-z0-9][^\s\"'`;,&<>]*"
 )
 
 _TOKEN_RULES: list[tuple[str, str]] = [
@@ -139,7 +141,7 @@ _RULES: list[tuple[str, str]] = [
     ),
     (
         "curl_user",
-        r"\B(?:--user[ \t=]+|-u[ \t]*)[\"']?[^\s:\"'/]+:(?P<curl_user_value>[^\s\"']+)",
+        r"\B(?:--user[ \t=]+|-u[ \t]*)[\"']?[^\s:\"'/]+:(?P<curl_user_value>[^\s\"']*[^\s\"'0-9][^\s\"']*)",
     ),
     (
         "kv",
