@@ -16,3 +16,16 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "description": "`Authorization: Bearer <token>` (or `Token <token>`); create one with "
             "`manage.py create_api_token USER`.",
         }
+
+
+class SessionIdScheme(OpenApiAuthenticationExtension):
+    target_class = "builds.learning.SessionIdAuthentication"
+    name = "sessionId"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "query",
+            "name": "session_id",
+            "description": "The id of a signed-in session (the learning API's seed form).",
+        }

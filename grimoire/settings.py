@@ -220,6 +220,19 @@ BUILD_RUN_MAX_OUTPUT_BYTES = env.int("BUILD_RUN_MAX_OUTPUT_BYTES", default=50_00
 # Largest log returned inline by the learning API (the full log is at /api/v1/builds/{id}/log).
 LEARNING_MAX_LOG_BYTES = env.int("LEARNING_MAX_LOG_BYTES", default=5_000_000)
 
+# --- Spells -------------------------------------------------------------------------------------
+# Draft a spell with the LLM when a failure matches none (once per fingerprint).
+AUTO_CREATE_SPELLS = env.bool("AUTO_CREATE_SPELLS", default=True)
+# Drafts started per hour; the rest wait (deferred, not dropped) and start as budget frees up.
+AUTO_CREATE_SPELLS_PER_HOUR = env.int("AUTO_CREATE_SPELLS_PER_HOUR", default=30)
+# A failure whose best match scores at least this reuses that spell instead of drafting one.
+SPELL_REUSE_MIN_SCORE = env.float("SPELL_REUSE_MIN_SCORE", default=60.0)
+# GitHub webhooks: the shared secret (required: deliveries are refused without it), the token
+# for the REST API (PR files and diffs, job logs, comments), and optional PR comments.
+GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
+GITHUB_WEBHOOK_MAX_BYTES = env.int("GITHUB_WEBHOOK_MAX_BYTES", default=25 * 1024 * 1024)
+SPELLS_COMMENT_ON_PRS = env.bool("SPELLS_COMMENT_ON_PRS", default=False)
+
 # --- Issues -------------------------------------------------------------------------------------
 # Tags an issue may get (LLM or fallback); empty means the seed's common tags.
 ISSUES_TAG_VOCABULARY = env.list("ISSUES_TAG_VOCABULARY", default=[])
@@ -227,7 +240,7 @@ ISSUES_TAG_VOCABULARY = env.list("ISSUES_TAG_VOCABULARY", default=[])
 ISSUES_ALLOW_NEW_TAGS = env.bool("ISSUES_ALLOW_NEW_TAGS", default=False)
 # Write enrichment tags back to GitHub issues as labels (needs GITHUB_API_TOKEN with issues:write).
 ISSUES_SYNC_GITHUB_LABELS = env.bool("ISSUES_SYNC_GITHUB_LABELS", default=False)
-GITHUB_API_TOKEN = env.str("GITHUB_API_TOKEN", default="")
+GITHUB_API_TOKEN = env.str("GITHUB_API_TOKEN", default=env.str("GITHUB_TOKEN", default=""))
 GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
 
 # --- API (DRF) ----------------------------------------------------------------------------------
@@ -283,6 +296,10 @@ SPECTACULAR_SETTINGS = {
         "IssuePriorityEnum": "issues.models.Priority",
         "IssueStatusEnum": "issues.models.Status",
         "LLMJobStatusEnum": "llmcore.models.JobStatus",
+        "BuildStatusEnum": "builds.models.BuildStatus",
+        "BuildSourceEnum": "builds.models.BuildSource",
+        "SpellStatusEnum": "spells.models.SpellStatus",
+        "SpellSourceEnum": "spells.models.SpellSource",
     },
 }
 

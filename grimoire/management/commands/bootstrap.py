@@ -27,6 +27,8 @@ class Command(BaseCommand):
         if not options["no_static"]:
             call_command("collectstatic", interactive=False, verbosity=0)
         self._ensure_admin()
+        # The starter knowledge base: new starter spells are added, local edits are kept.
+        call_command("import_spells", "--starter", "--skip-existing", stdout=self.stdout)
         if not options["no_demo"]:
             call_command("load_demo", stdout=self.stdout)
         self.stdout.write(
