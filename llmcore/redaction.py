@@ -81,7 +81,8 @@ _VALUE = (
     r"|`[^`\r\n]*`"
     # Unquoted: must hold a letter or digit, so `***` and `[` never become matches at all (every
     # match costs a call into Python; rejecting in the pattern is free).
-    r"|(?:[^\s\"'`;,&<>=A-Za-z0-9][^\s\"'`;,&<>A-Za-z0-9]*)?[A-Za-z0-9][^\s\"'`;,&<>]*"
+    # A value never starts with ':' so Rust/C++ paths (`auth::jwt::test`) are not `auth: …`.
+    r"|(?:[^\s\"'`;,&<>=:A-Za-z0-9][^\s\"'`;,&<>A-Za-z0-9]*)?[A-Za-z0-9][^\s\"'`;,&<>]*"
 )
 
 _TOKEN_RULES: list[tuple[str, str]] = [
@@ -125,7 +126,8 @@ _RULES: list[tuple[str, str]] = [
         r"(?P<authorization_sep>[\"']?[ \t]*[:=][ \t]*[\"']?)"
         r"(?P<authorization_scheme>(?i:bearer|basic|token|bot|apikey|sso-key|negotiate|ntlm|"
         r"digest|aws4-hmac-sha256|gitlab-ci-token)[ \t]+)?"
-        r"(?P<authorization_value>[^\s\"',;]+)",
+        # GitHub Actions logs print `AUTHORIZATION: basic ***`: a value needs a letter or digit.
+        r"(?P<authorization_value>[^\s\"',;A-Za-z0-9]*[A-Za-z0-9][^\s\"',;]*)",
     ),
     ("cookie", r"(?i:\b(?:set-)?cookie)[ \t]*:[ \t]*(?P<cookie_value>[^\r\n\"']+)"),
     ("bearer", r"(?i:\bbearer)[ \t]+(?P<bearer_value>[A-Za-z0-9._~+/-]+=*)"),
@@ -141,7 +143,9 @@ _RULES: list[tuple[str, str]] = [
     ),
     (
         "curl_user",
-        r"\B(?:--user[ \t=]+|-u[ \t]*)[\"']?[^\s:\"'/]+:(?P<curl_user_value>[^\s\"']*[^\s\"'0-9][^\s\"']*)",
+        # `pip install --user git+https://…` is a URL, not user:password: no '/' after the colon.
+        r"\B(?:--user[ \t=]+|-u[ \t]*)[\"']?[^\s:\"'/]+:"
+        r"(?P<curl_user_value>[^\s\"'/][^\s\"']*)",
     ),
     (
         "kv",
@@ -257,6 +261,8 @@ def _is_reference(value: str) -> bool:
 
 def _is_code(value: str, key: str) -> bool:
     """An expression in source code (a variable, attribute, call) rather than a literal."""
+    if value[0] in "[({" and any(ch in value for ch in "(.=,"):
+        return True  # a list/dict/tuple literal or call in code: `input_signature=[tf.Spec(…)]`
     if not _CODE_EXPR.fullmatch(value):
         return False
     if "(" in value or "[" in value:
@@ -449,6 +455,10 @@ def _on_kv(h: _Hit) -> str:
         if not _has_alnum(value) or _is_reference(value):
             return h.whole()
     elif _keep_value(key, value) or _is_prose(h.text, key_start, key, sep, value):
+        return h.whole()
+    # `signature`/`sig` also label non-secrets (Maven's `org.codehaus.mojo.signature:java18:1.0`,
+    # `input_signature=[…]`); a URL signature worth hiding is long and its key is not dotted.
+    if key.lower().endswith(("sig", "signature")) and (len(value) < 16 or "." in key):
         return h.whole()
     return h.replace_span(_kv_kind(key, value), start + len(open_q), end - len(close_q))
 

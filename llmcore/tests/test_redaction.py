@@ -292,6 +292,12 @@ FALSE_POSITIVES = [
     "spells: 12 matched, 3 drafted",
     "key=value primary_key=id cache_key=abc123 keys: 3",
     "https://example.com/a:b@c",  # '@' only after a path separator: not userinfo
+    "git config --local http.https://github.com/.extraheader AUTHORIZATION: basic ***",
+    "pip install --user git+https://github.com/pytorch/vision.git@d23a6e1664d20707c11781299611436e1f0c104f",
+    "[INFO] Checking unresolved references to org.codehaus.mojo.signature:java18:1.0",
+    "@tf.function(input_signature=[tf.TensorSpec(shape=None)])",
+    "Checking unresolved references to net.sf.androidscents.signature:android-api-level-10:2.3.3_r2",
+    '{"type":"test","event":"started","name":"auth::jwt::test_create_token"}',
     "",
     "\n\n",
     "émoji ✓ 日本語 テキスト — ümlaut",
