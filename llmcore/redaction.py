@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any, NamedTuple
 
 import re2
@@ -590,10 +591,8 @@ def _redacted_exception(exc: BaseException, depth: int = 0) -> BaseException:
     """
     cls = type(exc)
     if isinstance(exc, BaseExceptionGroup):
-        import traceback
-
-        text = "".join(traceback.format_exception(exc)).rstrip()
-        message = redact(text)
+        # Sub-exceptions print from the group object itself: fold them into the message.
+        message = redact("".join(traceback.format_exception(exc)).rstrip())
     else:
         message = redact(str(exc))
     namespace = {
