@@ -460,6 +460,8 @@ def _coerce(value: Any, schema: Any, root: JsonSchema, depth: int = 0) -> Any:
         return value
     try:
         schema = _resolve(schema, root)
+        if isinstance(schema, dict):
+            schema = _merge_all_of(schema, root)
     except ValueError:
         return value
     if not isinstance(schema, dict):

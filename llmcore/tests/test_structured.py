@@ -296,6 +296,20 @@ def test_coercion_follows_refs_and_prefix_items_and_does_not_modify_its_input():
     assert original == snapshot
 
 
+def test_coercion_applies_inside_all_of():
+    schema = {
+        "allOf": [
+            {"type": "object", "properties": {"score": {"type": "integer", "maximum": 10}}},
+            {"properties": {"name": {"type": "string", "maxLength": 3}}},
+        ],
+        "additionalProperties": False,
+    }
+    assert coerce({"score": "50", "name": "abcdef", "x": 1}, schema) == {
+        "score": 10,
+        "name": "ab…",
+    }
+
+
 def test_a_string_that_may_be_a_string_is_not_turned_into_a_number():
     assert coerce("85", {"type": ["string", "integer"]}) == "85"
 
