@@ -11,7 +11,7 @@ class LlmcoreConfig(AppConfig):
     verbose_name = "LLM gateway"
 
     def ready(self) -> None:
-        from llmcore import services  # noqa: F401  (registers the sweeper)
+        from llmcore import checks, services  # noqa: F401  (registers the checks and the sweeper)
 
         # Say which providers answer, once, when a server or worker starts.
         if any(cmd in sys.argv for cmd in ("qcluster", "runserver")) or "gunicorn" in sys.argv[0]:
