@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -535,7 +536,8 @@ class SpellIndex:
         self._residual: list[int] = []
         self._residual_set: _GuardedSet | None = None
         self._always: list[int] = []
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        # term -> (spell numbers, weights): two flat arrays cost a fifth of a list of tuples.
+        self._postings: dict[str, tuple[array[int], array[float]]] = {}
         self._idf: dict[str, float] = {}
         self._default_idf = 1.0
         self._norms: list[float] = []
@@ -694,14 +696,18 @@ class SpellIndex:
         # A query word no spell uses says nothing about which spell fits; weighing it like the
         # rarest known word keeps long, detailed errors from drowning their shared words.
         self._default_idf = max(self._idf.values(), default=1.0)
-        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        postings: dict[str, tuple[array[int], array[float]]] = {}
         for sno, doc in enumerate(docs):
             weights = _weights(doc, self._idf.__getitem__)
             self._norms.append(math.sqrt(sum(w * w for w in weights.values())) or 1.0)
             for term, w in weights.items():
                 if w > 0:
-                    postings[term].append((sno, w))
-        self._postings = dict(postings)
+                    plist = postings.get(term)
+                    if plist is None:
+                        plist = postings[term] = (array("l"), array("d"))
+                    plist[0].append(sno)
+                    plist[1].append(w)
+        self._postings = postings
 
     # ---- introspection -------------------------------------------------------------------------
 
@@ -825,17 +831,18 @@ class SpellIndex:
         n = len(self._spells)
         q = _weights(counts, lambda t: self._idf.get(t, self._default_idf))
         q_norm = math.sqrt(sum(w * w for w in q.values())) or 1.0
-        # Terms most spells share barely move a cosine but cost the longest posting lists.
-        common = max(50, n // 4)
-        acc: dict[int, float] = defaultdict(float)
-        shared: Counter[int] = Counter()
+        # Words many spells share barely move a cosine but cost the longest posting lists; the
+        # cut keeps a query's cost flat as the library grows (idf of a skipped word < log 50).
+        common = max(64, n // 50)
+        acc: dict[int, float] = {}
+        shared: dict[int, int] = {}
         for term, qw in q.items():
             plist = self._postings.get(term)
-            if not plist or (len(plist) > common and n > 200):
+            if plist is None or len(plist[0]) > common:
                 continue
-            for sno, dw in plist:
-                acc[sno] += qw * dw
-                shared[sno] += 1
+            for sno, dw in zip(*plist, strict=False):  # equal by construction
+                acc[sno] = acc.get(sno, 0.0) + qw * dw
+                shared[sno] = shared.get(sno, 0) + 1
         # One word in common is a coincidence, not a resemblance.
         scored = ((s, dot / (q_norm * self._norms[s])) for s, dot in acc.items() if shared[s] > 1)
         return [(s, c) for s, c in scored if c >= min_similarity]
