@@ -379,6 +379,8 @@ class _GuardedSet:
         self._literal = literal
         self._max_mem = max_mem
         self.shards: list[tuple[Any, list[int]]] = []
+        # Items RE2 refuses even alone in a set: checked one by one on every line.
+        self.loose: list[int] = []
         self.fallbacks = 0
         ids = list(range(len(items)))
         chunks = (
@@ -408,7 +410,8 @@ class _GuardedSet:
             rset.Compile()
         except re2.error:
             if len(chunk) == 1:
-                raise
+                self.loose.append(chunk[0])
+                return
             # Too big for one program: split until each half fits.
             half = len(chunk) // 2
             self._add_shard(items, chunk[:half])
@@ -425,6 +428,7 @@ class _GuardedSet:
             else:
                 self.fallbacks += 1
                 found.extend(i for i in chunk if brute(i, text))
+        found.extend(i for i in self.loose if brute(i, text))
         return found
 
 
@@ -547,6 +551,7 @@ class SpellIndex:
         self._lock = threading.Lock()
         self.regex_timeout = DEFAULT_REGEX_TIMEOUT
         self.runaway_strikes = 1
+        # Approximate under concurrent use (unlocked increments): for logs and the benchmark.
         self.stats: Counter[str] = Counter()
 
     # ---- building ---------------------------------------------------------------------------

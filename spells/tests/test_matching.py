@@ -328,6 +328,16 @@ def test_a_set_that_gives_up_falls_back_to_a_brute_scan(monkeypatch):
     assert atom_set.fallbacks == 1
 
 
+def test_items_re2_cannot_fit_in_any_set_are_checked_one_by_one():
+    atoms = ["no space left", "exit code 137"]
+    guarded = matching._GuardedSet(atoms, literal=True, max_mem=1)  # too small for any program
+
+    assert guarded.shards == []
+    assert guarded.match(
+        "OSError: No Space Left on device", lambda i, t: atoms[i] in t.lower()
+    ) == [0]
+
+
 @pytest.mark.parametrize(
     ("pattern", "atoms"),
     [
