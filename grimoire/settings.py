@@ -351,6 +351,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "context": {"()": "grimoire.logs.ContextFilter"},
+        # Secrets in any log line (messages, arguments, extras, tracebacks) are redacted.
+        "redact": {"()": "llmcore.redaction.RedactingFilter"},
     },
     "formatters": {
         "json": {"()": "grimoire.logs.JsonFormatter"},
@@ -360,7 +362,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
+            "filters": ["context", "redact"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

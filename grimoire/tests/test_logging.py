@@ -61,3 +61,21 @@ def test_requests_get_an_id_echoed_in_the_response(client):
     assert response["X-Request-ID"] == "abc-123"
     response = client.get("/healthz", HTTP_X_REQUEST_ID="<script>")
     assert response["X-Request-ID"] != "<script>"
+
+
+def test_the_console_handler_redacts_secrets(capsys):
+    import logging as _logging
+
+    from django.conf import settings
+
+    assert "redact" in settings.LOGGING["handlers"]["console"]["filters"]
+    token = "ghp_" + "A1" * 18
+    handler = _logging.root.handlers[0]
+    record = _logging.LogRecord(
+        "grimoire.test", _logging.WARNING, __file__, 1, "token %s leaked", (token,), None
+    )
+    for f in handler.filters:
+        f.filter(record)
+    line = handler.format(record)
+    assert token not in line
+    assert "REDACTED" in line
