@@ -1646,6 +1646,7 @@ class _Block:
     lines: list[str] = field(default_factory=list)
     has_test: bool = False
     gap: int = 0
+    best: int = 0  # best candidate score seen in the block
 
 
 @dataclass(slots=True)
@@ -1788,22 +1789,23 @@ class LogAnalyzer:
         n = len(buf)
         pos = 0
         line_no = self._line_no
+        # Hits always start at a line start, in order: the same scan tells block mode which of
+        # its lines are hits, so both modes classify exactly the same lines.
         hits = _HIT_RE.finditer(buf)
+        m = next(hits, None)
         while pos < n:
             if self._block is not None:
                 # Line by line while a block is open: its continuation lines matter too.
                 while pos < n and self._block is not None:
+                    while m is not None and m.start() < pos:
+                        m = next(hits, None)
                     end = buf.find(b"\n", pos)
                     line_no += 1
-                    self._block_line(line_no, buf[pos:end])
+                    self._block_line(line_no, buf[pos:end], m is not None and m.start() == pos)
                     pos = end + 1
                 continue
-            m = None
-            for m in hits:
-                if m.start() >= pos:
-                    break
-            else:
-                m = None
+            while m is not None and m.start() < pos:
+                m = next(hits, None)
             if m is None:
                 line_no += buf.count(b"\n", pos)
                 pos = n
@@ -1833,16 +1835,18 @@ class LogAnalyzer:
             if cls.flags & (F_NOISE | F_WRAPPER | F_SUMMARY) and not cls.flags & F_OPEN:
                 return
             self._open_block(line_no, shown, buf, start)
-            if self._last_cand_line == line_no and self._block is not None:
-                self._candidates_tail_block(self._block.id, cls)
+            cand = self._last_cand
+            if cand is not None and cand.line == line_no and self._block is not None:
+                cand.block = self._block.id
+                self._block.best = max(self._block.best, cand.score)
 
-    def _block_line(self, line_no: int, raw: bytes) -> None:
+    def _block_line(self, line_no: int, raw: bytes, hit: bool) -> None:
         block = self._block
         assert block is not None
         text = self._decode(raw)
         cls = None
         shown = text
-        if _HIT_RE.search(raw) is not None:
+        if hit:
             cls, shown = self._classify(text, line_no)
         if cls is not None:
             self._record(line_no, shown, cls)
@@ -1864,8 +1868,6 @@ class LogAnalyzer:
         if continues:
             block.end = line_no
             block.gap = 0
-            if cls is not None and self._last_cand_line == line_no:
-                self._candidates_tail_block(block.id, cls)
         else:
             block.gap += 1
             if block.gap >= _MAX_GAP:
@@ -2025,7 +2027,7 @@ class LogAnalyzer:
 
     # ---- recording ----------------------------------------------------------------------------------
 
-    _last_cand_line = -1
+    _last_cand: _Candidate | None = None
 
     def _record(self, line_no: int, text: str, cls: _Cls) -> None:
         if cls.flags & F_SECTION:
@@ -2055,7 +2057,9 @@ class LogAnalyzer:
             frames,
         )
         self._order += 1
-        self._last_cand_line = line_no
+        self._last_cand = cand
+        if self._block is not None:
+            self._block.best = max(self._block.best, cand.score)
         if len(self._errors) < MAX_FINDINGS:
             self._errors.append(cand)
         if cls.flags & F_EXC:
@@ -2076,13 +2080,6 @@ class LogAnalyzer:
                     if cand.kind in ("runtime", "generic"):
                         cand.score = min(cand.score, 30)
         self._scope_order = self._order
-
-    def _candidates_tail_block(self, block_id: int, cls: _Cls) -> None:
-        """The candidate just recorded opened (or sits in) ``block_id``: remember that."""
-        for pool in (self._recent_candidates, self._candidates):
-            if pool and pool[-1].line == self._last_cand_line:
-                pool[-1].block = block_id
-                return
 
     def _add_failure(
         self,
@@ -2159,15 +2156,15 @@ class LogAnalyzer:
             self._evict_blocks()
 
     def _evict_blocks(self) -> None:
-        """Keep the blocks that best candidates live in, the first ones and the latest ones."""
-        best: dict[int, int] = {}
-        for cand in (*self._candidates, *self._recent_candidates):
-            if cand.block >= 0:
-                best[cand.block] = max(best.get(cand.block, 0), cand.score)
+        """Keep the first blocks, the latest ones and those holding the best candidates.
+
+        Runs when the store overflows and trims it well below the limit, so its cost is
+        amortised over many blocks.
+        """
         ids = sorted(self._blocks)
         keep = set(ids[:8]) | set(ids[-16:])
-        ranked = sorted(ids, key=lambda b: (-best.get(b, 0), b))
-        keep |= set(ranked[: _MAX_BLOCKS - len(keep)])
+        ranked = sorted(ids, key=lambda b: (-self._blocks[b].best, b))
+        keep |= set(ranked[: _MAX_BLOCKS // 2 - len(keep)])
         for bid in ids:
             if bid not in keep:
                 del self._blocks[bid]
