@@ -61,10 +61,32 @@ print(json.dumps({{
 }}))
 """
 
-_WORDS = (
-    "build cache module compile link resolve fetch install verify package target source "
-    "config runner step output artifact layer image service handler request response value"
-).split()
+_WORDS = [
+    "build",
+    "cache",
+    "module",
+    "compile",
+    "link",
+    "resolve",
+    "fetch",
+    "install",
+    "verify",
+    "package",
+    "target",
+    "source",
+    "config",
+    "runner",
+    "step",
+    "output",
+    "artifact",
+    "layer",
+    "image",
+    "service",
+    "handler",
+    "request",
+    "response",
+    "value",
+]
 
 
 def _ts(t: float) -> str:
