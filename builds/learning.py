@@ -19,7 +19,7 @@ from builds import codebase, logstore, services
 from builds.models import Build, BuildStatus
 from builds.serializers import ReportInput, ReportOutput
 from grimoire import jobs
-from grimoire.api import ApiError
+from grimoire.api import ApiError, query_int
 
 MAX_LIMIT = 100
 
@@ -47,19 +47,6 @@ class SessionIdAuthentication(BaseAuthentication):
 class LearningView(APIView):
     def get_authenticators(self):
         return [*super().get_authenticators(), SessionIdAuthentication()]
-
-
-def _int(request: Request, name: str, default: int, *, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ApiError(f"{name}: must be a whole number.") from exc
-    if value < low:
-        raise ApiError(f"{name}: must be at least {low}.")
-    return min(value, high)
 
 
 def _build_brief(build: Build) -> dict:
@@ -117,8 +104,8 @@ class LearningBuildsView(LearningView):
         summary="Recent builds",
     )
     def get(self, request: Request) -> Response:
-        limit = _int(request, "limit", 20, low=1, high=MAX_LIMIT)
-        skip = _int(request, "skip", 0, low=0, high=10**9)
+        limit = query_int(request, "limit", 20, low=1, high=MAX_LIMIT)
+        skip = query_int(request, "skip", 0, low=0, high=10**9)
         qs = Build.objects.order_by("-created_at")
         if value := request.query_params.get("status"):
             qs = qs.filter(status=value)

@@ -215,3 +215,17 @@ class ApiErrorMiddleware:
         details = {"request_id": getattr(request, "request_id", None)}
         body = error_body("server_error", "Internal server error.", details)
         return JsonResponse(body, status=500)
+
+
+def query_int(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    """An integer query parameter, clamped to `high`; a bad value is a 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(f"{name}: must be a whole number.") from exc
+    if value < low:
+        raise ApiError(f"{name}: must be at least {low}.")
+    return min(value, high)

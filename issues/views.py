@@ -26,6 +26,15 @@ class IssueCreateThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
+def _require_reporter_or_staff(request: Request, issue: Issue, doing: str) -> None:
+    if not (request.user.is_staff or issue.reporter_id == request.user.id):
+        raise ApiError(
+            f"Only the reporter or staff can {doing} this issue.",
+            code="permission_denied",
+            status_code=403,
+        )
+
+
 def _issues():
     return Issue.objects.select_related("reporter")
 
@@ -77,12 +86,7 @@ class IssueDetailView(APIView):
     @extend_schema(request=IssueUpdateInput, responses=IssueOutput, summary="Update an issue")
     def patch(self, request: Request, issue_id) -> Response:
         issue = get_object_or_404(_issues(), pk=issue_id)
-        if not (request.user.is_staff or issue.reporter_id == request.user.id):
-            raise ApiError(
-                "Only the reporter or staff can change this issue.",
-                code="permission_denied",
-                status_code=403,
-            )
+        _require_reporter_or_staff(request, issue, "change")
         data = IssueUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         staff_fields = {"ai_summary", "tags"} & set(data.validated_data)
@@ -100,12 +104,7 @@ class IssueEnrichView(APIView):
     @extend_schema(request=None, responses={202: EnrichOutput}, summary="Re-run enrichment")
     def post(self, request: Request, issue_id) -> Response:
         issue = get_object_or_404(_issues(), pk=issue_id)
-        if not (request.user.is_staff or issue.reporter_id == request.user.id):
-            raise ApiError(
-                "Only the reporter or staff can re-enrich this issue.",
-                code="permission_denied",
-                status_code=403,
-            )
+        _require_reporter_or_staff(request, issue, "re-enrich")
         if issue.enrichment_source == "staff":
             issue.enrichment_source = ""  # asking again means: let the machine try again
         issue = services.issue_enrich(issue=issue)

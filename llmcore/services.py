@@ -474,85 +474,71 @@ def sweep_stuck_outputs() -> int:
 # --- Re-run, regenerate, feedback ---------------------------------------------------------------
 
 
+def _follow_up(output: LLMOutput, *, user: Any, relation: str, **request: Any) -> LLMOutput:
+    """A new job from `output`: same parameters unless `request` says otherwise, linked to it."""
+    params: dict[str, Any] = {
+        "user": user,
+        "model": output.requested_model,
+        "output_format": output.output_format,
+        "json_schema": output.json_schema,
+        "max_tokens": output.max_tokens,
+        "temperature": output.temperature,
+        "priority": output.priority,
+        "purpose": output.purpose,
+        "subject": output.subject,
+        "parent": output,
+        "relation": relation,
+    }
+    params.update(request)
+    return llm_job_submit(**params)
+
+
 def llm_output_rerun(*, output: LLMOutput, user: Any) -> LLMOutput:
     """The same request again (same prompt, template version, model, parameters) as a new output
     linked to the original."""
-    return llm_job_submit(
-        template=output.template,
-        prompt=None if output.template_id else output.prompt,
-        system_prompt=None if output.template_id else output.system_prompt,
-        context=output.context,
-        render_prompt=bool(output.template_id),
+    if output.template_id:
+        return _follow_up(
+            output, user=user, relation="re_run", template=output.template, context=output.context
+        )
+    return _follow_up(
+        output,
         user=user,
-        model=output.requested_model,
-        output_format=output.output_format,
-        json_schema=output.json_schema,
-        max_tokens=output.max_tokens,
-        temperature=output.temperature,
-        priority=output.priority,
-        purpose=output.purpose,
-        subject=output.subject,
-        parent=output,
         relation="re_run",
+        prompt=output.prompt,
+        system_prompt=output.system_prompt,
+        render_prompt=False,
     )
 
 
 def llm_output_regenerate(
     *, output: LLMOutput, user: Any, context: dict[str, Any] | None = None, model: str = ""
 ) -> LLMOutput:
-    """A new answer with a changed context and/or model; template outputs re-render the template
-    (its live version), prompt outputs re-render the original prompt with the new context."""
-    new_context = {**output.context, **(context or {})}
-    new_model = model or output.requested_model
+    """A new answer with a changed context and/or model. Template outputs render the template's
+    live version; prompt outputs render their original prompt with the new context."""
+    changes: dict[str, Any] = {"context": {**output.context, **(context or {})}}
+    if model:
+        changes["model"] = model
     if output.template_id:
         template = live_template(output.template.name)
-        return llm_job_submit(
-            template=template,
-            context=new_context,
-            user=user,
-            model=new_model,
-            output_format=output.output_format,
-            json_schema=output.json_schema,
-            priority=output.priority,
-            purpose=output.purpose,
-            subject=output.subject,
-            parent=output,
-            relation="regenerate",
-        )
+        return _follow_up(output, user=user, relation="regenerate", template=template, **changes)
     if not output.source_prompt:
         # Submitted pre-rendered: there is nothing to re-render, only a new model to try.
-        return llm_job_submit(
+        return _follow_up(
+            output,
+            user=user,
+            relation="regenerate",
             prompt=output.prompt,
             system_prompt=output.system_prompt,
             render_prompt=False,
-            context=new_context,
-            user=user,
-            model=new_model,
-            output_format=output.output_format,
-            json_schema=output.json_schema,
-            max_tokens=output.max_tokens,
-            temperature=output.temperature,
-            priority=output.priority,
-            purpose=output.purpose,
-            subject=output.subject,
-            parent=output,
-            relation="regenerate",
+            **changes,
         )
-    return llm_job_submit(
+    return _follow_up(
+        output,
+        user=user,
+        relation="regenerate",
         prompt=output.source_prompt,
         system_prompt=output.source_system_prompt,
-        context=new_context,
-        user=user,
-        model=new_model,
-        output_format=output.output_format,
-        json_schema=output.json_schema,
-        max_tokens=output.max_tokens,
-        temperature=output.temperature,
-        priority=output.priority,
-        purpose=output.purpose,
-        subject=output.subject,
-        parent=output,
-        relation="regenerate",
+        **changes,
     )
 
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grimoire.api import ApiError
+from grimoire.api import ApiError, query_int
 from llmcore import rendering, selectors, services
 from llmcore.models import Feedback, LLMOutput, MissingVariablesError, PromptTemplate
 from llmcore.serializers import (
@@ -226,10 +226,7 @@ class MetricsView(APIView):
 
     @extend_schema(responses=dict, summary="LLM job metrics (staff)")
     def get(self, request: Request) -> Response:
-        try:
-            days = max(1, min(365, int(request.query_params.get("days", 30))))
-        except ValueError as exc:
-            raise ApiError("days: must be a whole number of days.") from exc
+        days = query_int(request, "days", 30, low=1, high=365)
         return Response(selectors.llm_metrics(days=days))
 
 

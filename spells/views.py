@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grimoire.api import ApiError
+from grimoire.api import query_int
 from spells import selectors, services
 from spells.models import Spell, SpellStatus
 from spells.serializers import MatchInput, SpellGenerateInput, SpellOutput
@@ -118,8 +118,5 @@ class MetricsView(APIView):
 
     @extend_schema(responses=dict, summary="Spell generation and review metrics (staff)")
     def get(self, request: Request) -> Response:
-        try:
-            days = max(1, min(365, int(request.query_params.get("days", 30))))
-        except ValueError as exc:
-            raise ApiError("days: must be a whole number of days.") from exc
+        days = query_int(request, "days", 30, low=1, high=365)
         return Response(selectors.spell_metrics(days=days))
