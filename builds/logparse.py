@@ -262,12 +262,16 @@ _HIT_KEYWORDS = [
     r"\xc3\x97",  # multiplication sign
     r"\xe2\x97\x8f",  # ●
     r"<<<",
-    r"^\$ ",
-    r"^_{3,} ",
-    r"^\s*\d+\) ",
-    r"^not ok ",
-    r"^e: ",
-    r"^\[pipeline\] \{ \(",
+    # Line-start shapes. Raw lines may carry a timestamp or ANSI codes before them, so these
+    # are matched after a space, "m" (end of an SGR code) or "Z"/"]" (end of a timestamp).
+    # Never "\s" here: in RE2 it matches "\n" and a hit would start on the line before.
+    r"(?:^|[ \tmZ\]])\$ ",
+    r"_{3,} ",
+    r"(?:^|[ \tmZ\]])\d+\) ",
+    r"not ok \d",
+    r" stdout ----",
+    r"(?:^|[ \tmZ\]])e: ",
+    r"\[pipeline\] \{ \(",
     r"\.(?:py|pyi|go|rs|c|cc|cpp|cxx|h|hpp|ts|tsx|js|jsx|mjs|java|kt|kts|rb|php|swift|cs|scala):\d+:\d+",
 ]
 _HIT_OPTIONS = re2.Options()
@@ -438,7 +442,7 @@ def _h_cargo_panic(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _C
         if msg:
             failure[2] = msg
         else:
-            a._capture = (failure, "next", 0)
+            a._capture = (failure, "next", 0, line)
     return None
 
 
@@ -866,9 +870,20 @@ _RULES: list[_Rule] = [
         r"^test (?P<test>\S+) \.\.\. FAILED$",
         ERROR,
         "test",
-        90,
+        80,
         0,
         ("... failed",),
+        _h_cargo_test,
+    ),
+    # The per-test report section: what a person reads (the progress line above is a pointer).
+    _rule(
+        "cargo-section",
+        r"^---- (?P<test>\S+) stdout ----$",
+        ERROR,
+        "test",
+        90,
+        F_OPEN,
+        (" stdout ----",),
         _h_cargo_test,
     ),
     _rule(
@@ -1556,7 +1571,7 @@ _TEST_HEADER_RULES = frozenset(
         "go-fail",
         "jest-header",
         "unittest",
-        "cargo-test",
+        "cargo-section",
         "mocha-failure",
         "rspec-failure",
     }
@@ -1702,7 +1717,8 @@ class LogAnalyzer:
         self._ctx_maven_results = False
         self._jest_file: str | None = None
         self._pending: _Pending | None = None
-        self._capture: tuple[list[Any], str, int] | None = None  # (failure, how, lines seen)
+        # (failure record, how to find its message, lines seen, line it was requested on)
+        self._capture: tuple[list[Any], str, int, int] | None = None
         self._step_header_until = 0
         self._tb_state = 0  # 1: inside Python traceback frames
         self._tb_frames: list[str] = []
@@ -1839,6 +1855,8 @@ class LogAnalyzer:
             if cand is not None and cand.line == line_no and self._block is not None:
                 cand.block = self._block.id
                 self._block.best = max(self._block.best, cand.score)
+            if cls.rule in _TEST_HEADER_RULES and self._block is not None:
+                self._block.has_test = True
 
     def _block_line(self, line_no: int, raw: bytes, hit: bool) -> None:
         block = self._block
@@ -1994,10 +2012,8 @@ class LogAnalyzer:
             elif stripped:
                 self._pending = None
                 self._add_failure(pending.runner, " ".join(pending.parts), stripped, pending.line)
-        if self._capture is not None and (
-            cls is None or cls.rule not in ("go-fail", "pytest-header")
-        ):
-            failure, how, seen = self._capture
+        if self._capture is not None and self._capture[3] < line_no:
+            failure, how, seen, after = self._capture
             stripped = text.strip()
             message = None
             if how == "pytest":
@@ -2007,8 +2023,12 @@ class LogAnalyzer:
                 if cls is not None and cls.flags & F_EXC:
                     message = stripped
             elif how == "rspec":
-                if stripped and not stripped.startswith("Failure/Error:"):
-                    message = stripped
+                # "Failure/Error: <source>" then the details ("expected: 121", "got: 100")
+                # until a blank line or the "# ./spec/..." location: join the details.
+                if stripped.startswith("#") or (not stripped and failure[2]):
+                    message = failure[2] or stripped
+                elif stripped and not stripped.startswith("Failure/Error:"):
+                    failure[2] = f"{failure[2]} {stripped}" if failure[2] else stripped
             elif stripped:
                 message = stripped
             seen += 1
@@ -2023,7 +2043,7 @@ class LogAnalyzer:
             elif seen > (200 if how in ("pytest", "exception") else 6):
                 self._capture = None
             else:
-                self._capture = (failure, how, seen)
+                self._capture = (failure, how, seen, after)
 
     # ---- recording ----------------------------------------------------------------------------------
 
@@ -2115,7 +2135,7 @@ class LogAnalyzer:
             for key in keys:
                 self._failure_index[key] = record
         if capture and not message:
-            self._capture = (record, capture, 0)
+            self._capture = (record, capture, 0, line)
 
     # ---- blocks and sections -------------------------------------------------------------------------
 
@@ -2267,11 +2287,10 @@ class LogAnalyzer:
             ((final(c), -c.line, c) for c in pool), key=lambda t: (t[0], t[1]), reverse=True
         )
         best_score, _, best = scored[0]
-        best_fp = fp(best)
         for score, _, cand in scored[1:]:
             if score != best_score:
                 break
-            if cand.line > best.line and fp(cand) == best_fp:
+            if cand.line > best.line and cand.text == best.text:
                 best = cand
         return best
 
