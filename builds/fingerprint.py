@@ -29,8 +29,9 @@ _WS = re.compile(r"\s+")
 # Order matters: each pattern sees the output of the previous ones, so the specific shapes
 # (UUIDs, timestamps, hashes) are masked before the generic "number" rule would shred them.
 _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
-    # URLs: keep scheme and host (which registry, which service), drop the path and query.
-    (re.compile(r"\b([a-z][a-z0-9+.\-]*://[^/\s'\"`<>]+)[^\s'\"`<>)\]]*", re.I), r"\1/<path>"),
+    # URLs: keep the host (which registry, which service), drop the path and query. No slash
+    # is left behind for the path rule below to chew on.
+    (re.compile(r"\b[a-z][a-z0-9+.\-]*://([^/\s'\"`<>]+)[^\s'\"`<>)\]]*", re.I), r"<url:\1>"),
     (
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
         "<uuid>",
@@ -46,8 +47,14 @@ _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
     # must not follow a letter so that "couldn't ... 'x'" is not read as one quoted span.
     (re.compile(r"(?<![\w'])'[^'\n]{0,300}'(?![\w])"), "'<q>'"),
     (re.compile(r'(?<![\w"])"[^"\n]{0,300}"'), '"<q>"'),
+    (re.compile(r"`[^`'\n]{0,300}'"), "`<q>'"),  # GNU tools' old `name' quoting
     (re.compile(r"`[^`\n]{0,300}`"), "`<q>`"),
-    (re.compile("[\u2018\u201c\u00ab\u2039][^\u2019\u201d\u00bb\u203a\\n]{0,300}[\u2019\u201d\u00bb\u203a]"), "'<q>'"),
+    (
+        re.compile(
+            "[\u2018\u201c\u00ab\u2039][^\u2019\u201d\u00bb\u203a\\n]{0,300}[\u2019\u201d\u00bb\u203a]"
+        ),
+        "'<q>'",
+    ),
     # Paths: keep the base name only. Absolute (/a/b/c, C:\a\b) and relative (a/b/c.py).
     (
         re.compile(r"(?:[A-Za-z]:)?[\\/]?(?:[\w.\-@+~$]+[\\/])+([\w.\-@+~$]*)"),
@@ -136,8 +143,9 @@ def _frame_key(frame: str) -> tuple[str, str] | None:
         groups = m.groupdict()
         path = groups.get("path") or ""
         func = (groups.get("func") or "").strip()
-        base = re.split(r"[\\/]", path)[-1] if path else (groups.get("file") or "")
+        base = re.split(r"[\\/]", path)[-1] if path else ""
         location = path or func
+        # A JVM frame's method name already says where it is (package.Class.method).
         key = f"{base}:{func}" if base and func else (base or func)
         return location, normalize_error(key)
     return None

@@ -161,8 +161,9 @@ _TIMESTAMP_RE = re.compile(
     # `gh run view --log`: "<job>\t<step>\t<ISO timestamp> "
     r"(?:[^\t\n]{1,200}\t[^\t\n]{1,200}\t(?=\d{4}-\d\d-\d\dT))?"
     r"(?:"
-    # GitHub Actions raw logs, GitLab timestamped logs ("<ISO> 00O+ ")
-    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: \d\d[OE]\+?)?(?: |$)"
+    # GitHub Actions raw logs; GitLab FF_TIMESTAMPS logs add a stream id, O/E and "+" when
+    # the line continues the previous one ("<ISO> 00O ", "<ISO> 01E+")
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: [0-9a-f]{2}[OE][+ ]?| |$)"
     # Jenkins timestamper: "[2024-01-01T10:00:00.123Z] " or "[10:00:00] " / "10:00:00 "
     r"|\[\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]\s?"
     r"|\[\d\d:\d\d:\d\d(?:[.,]\d+)?\]\s"
@@ -1969,13 +1970,13 @@ class LogAnalyzer:
             result = _Cls(WARNING, "generic", 0, 0, "annotation")
         if result is None or probe:
             return result, text
-        if result.flags & F_EXC and _OUTCOME_ONLY_RE.search(head):
-            result.score = min(result.score, 45)
         if result.flags & F_TB:
             self._tb_state = 1
             self._tb_frames = []
         elif self._tb_state == 1 and result.flags & F_EXC:
             result = self._traceback_exception(result)
+        if result.flags & F_EXC and _OUTCOME_ONLY_RE.search(head):
+            result.score = min(result.score, 45)
         return result, text
 
     def _traceback_exception(self, cls: _Cls) -> _Cls:

@@ -1,0 +1,614 @@
+"""builds.logparse: cleaning, streaming, runner parsers, tool errors, primary error and excerpt.
+
+Pure module: no database. Fixtures in fixtures/logs/ are small logs written for these tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from builds.logparse import (
+    MAX_FINDINGS,
+    LogAnalysis,
+    LogAnalyzer,
+    analyze_lines,
+    analyze_path,
+    analyze_stream,
+    analyze_text,
+    clean_line,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs"
+ALL_LOGS = sorted(p.name for p in FIXTURES.glob("*.log"))
+
+
+def fixture(name: str) -> LogAnalysis:
+    return analyze_path(FIXTURES / name)
+
+
+def failures(result: LogAnalysis) -> list[tuple[str, str, str]]:
+    return [(f.runner, f.test, f.message) for f in result.failures]
+
+
+def lines_of(result: LogAnalysis) -> list[int]:
+    return [e.line for e in result.errors]
+
+
+# ---- cleaning ----------------------------------------------------------------------------
+
+
+def test_clean_line_strips_ansi_and_github_actions_timestamp():
+    raw = "2024-03-14T09:12:03.1234567Z \x1b[31m\x1b[1mFAILED\x1b[0m tests/test_a.py::test_b"
+    assert clean_line(raw) == "FAILED tests/test_a.py::test_b"
+
+
+def test_clean_line_strips_the_gh_run_view_job_and_step_columns():
+    raw = "build\tRun tests\t2021-12-01T13:01:04.3807878Z LogDifferTest > testParsing() FAILED"
+    assert clean_line(raw) == "LogDifferTest > testParsing() FAILED"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[2024-03-14T09:30:01.123Z] [ERROR] boom",
+        "[09:30:01] [ERROR] boom",
+        "09:30:01.250 [ERROR] boom",
+    ],
+)
+def test_clean_line_strips_jenkins_timestamps(raw):
+    assert clean_line(raw) == "[ERROR] boom"
+
+
+def test_clean_line_strips_gitlab_timestamp_and_stream_flags():
+    assert clean_line("2024-03-14T09:12:03.123456Z 01E+ERROR: boom") == "ERROR: boom"
+    assert clean_line("2024-03-14T09:12:03.123456Z 00O $ make") == "$ make"
+
+
+def test_clean_line_drops_gitlab_section_markers():
+    raw = "section_start:1710408003:step_script\r\x1b[0K\x1b[0K\x1b[36;1mExecuting step_script\x1b[0;m"
+    assert clean_line(raw) == "Executing step_script"
+    assert clean_line("section_end:1710408019:step_script\r\x1b[0K") == ""
+
+
+def test_clean_line_drops_travis_fold_and_time_markers():
+    assert clean_line("travis_fold:start:install\r\x1b[0K$ npm ci") == "$ npm ci"
+    assert clean_line("travis_time:end:0a1b:start=1,finish=2,duration=1\r\x1b[0K") == ""
+    assert clean_line("travis_fold:end:install\r\x1b[0K") == ""
+
+
+def test_clean_line_keeps_what_a_carriage_return_left_on_screen():
+    raw = (
+        "Progress (1): 4.1/11 kB\rProgress (1): 11 kB    \r                   \rDownloaded foo.pom"
+    )
+    assert clean_line(raw) == "Downloaded foo.pom"
+    assert clean_line("ERROR: disk full\r") == "ERROR: disk full"  # the \r of \r\n
+
+
+def test_clean_line_drops_ansi_remnants_whose_escape_byte_was_lost():
+    assert clean_line("[1m>>>[0m Lint for [4msrc/a.py[0m:") == ">>> Lint for src/a.py:"
+
+
+# ---- streaming and line numbering -------------------------------------------------------------
+
+
+def test_line_numbers_count_newlines_only():
+    text = "ok\r\nProgress 10%\rProgress 100%\r\nerror: boom\r\n"
+    result = analyze_text(text)
+    assert result.total_lines == 3
+    assert [(e.line, e.text) for e in result.errors] == [(3, "error: boom")]
+
+
+def test_a_last_line_without_newline_is_counted():
+    assert analyze_text("one\ntwo\nerror: three").total_lines == 3
+    assert analyze_text("one\ntwo\n").total_lines == 2
+    assert analyze_text("error: three").errors[0].line == 1
+
+
+def test_an_empty_log_has_no_findings():
+    result = analyze_text("")
+    assert result.total_lines == 0
+    assert result.primary_error is None and result.excerpt is None
+    assert result.to_dict()["errors"] == []
+
+
+@pytest.mark.parametrize("name", ALL_LOGS)
+def test_every_entry_point_gives_the_same_analysis(name, tmp_path):
+    data = (FIXTURES / name).read_bytes()
+    text = data.decode("utf-8")
+    expected = analyze_path(FIXTURES / name).to_dict()
+
+    assert analyze_text(text).to_dict() == expected
+    assert (
+        analyze_lines(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")).to_dict()
+        == expected
+    )
+    for chunk_size in (1, 7, 64):
+        assert analyze_stream(io.BytesIO(data), chunk_size=chunk_size).to_dict() == expected
+    assert analyze_stream(io.StringIO(text), chunk_size=5).to_dict() == expected
+
+    # Arbitrary pieces, as the API appends log chunks to a running build.
+    rng = random.Random(name)
+    analyzer = LogAnalyzer()
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 300)
+        analyzer.feed_bytes(data[pos : pos + step])
+        pos += step
+    assert analyzer.finish().to_dict() == expected
+
+    gz = tmp_path / "log.txt"  # no .gz suffix: detected by the magic bytes
+    gz.write_bytes(gzip.compress(data))
+    assert analyze_path(gz).to_dict() == expected
+
+
+def test_feed_accepts_lines_with_or_without_their_newline():
+    a, b = LogAnalyzer(), LogAnalyzer()
+    for line in ("make all", "src/a.c:1:2: error: boom", "make: *** [all] Error 1"):
+        a.feed(line)
+        b.feed(line + "\n")
+    assert a.finish().to_dict() == b.finish().to_dict()
+
+
+def test_finish_is_idempotent():
+    analyzer = LogAnalyzer()
+    analyzer.feed("error: boom")
+    assert analyzer.finish() is analyzer.finish()
+
+
+def test_invalid_utf8_is_replaced_not_fatal():
+    result = analyze_stream(io.BytesIO(b"ok\n\xff\xfe error: bad \xc3 byte\n"))
+    assert result.total_lines == 2
+    assert result.errors[0].line == 2
+    assert "\ufffd" in result.errors[0].text
+
+
+def test_an_enormous_line_is_counted_once_and_stored_bounded():
+    data = b"x" * 3_000_000 + b" error: at the end\nerror: next line\n"
+    result = analyze_stream(io.BytesIO(data), chunk_size=65536)
+    assert result.total_lines == 2
+    assert [e.line for e in result.errors] == [2]
+    assert all(len(e.text) <= 2000 for e in result.errors)
+
+
+def test_counts_stay_exact_when_the_lists_are_capped():
+    lines = [f"src/m{i}.c:{i}:1: error: bad thing {i}" for i in range(1500)]
+    lines += [f"src/m{i}.c:{i}:1: warning: odd thing {i}" for i in range(700)]
+    result = analyze_lines(lines)
+    assert result.error_count == 1500
+    assert result.warning_count == 700
+    assert len(result.errors) == MAX_FINDINGS
+    assert len(result.warnings) == MAX_FINDINGS
+    assert result.errors[0].line == 1
+
+
+def test_to_dict_has_exactly_the_summarize_log_shape():
+    data = fixture("pytest_github_actions.log").to_dict()
+    assert list(data) == [
+        "total_lines",
+        "error_count",
+        "warning_count",
+        "errors",
+        "warnings",
+        "failures",
+        "primary_error",
+        "excerpt",
+    ]
+    assert set(data["errors"][0]) == {"line", "text", "fingerprint"}
+    assert set(data["failures"][0]) == {"runner", "test", "message", "line"}
+    assert set(data["primary_error"]) == {"line", "text", "fingerprint"}
+    assert set(data["excerpt"]) == {"start", "end", "text"}
+    json.dumps(data)  # serialisable as is
+
+
+# ---- noise ------------------------------------------------------------------------------------
+
+
+def test_github_wrapper_noise_is_not_an_error():
+    result = analyze_text(
+        "##[error]Process completed with exit code 1.\n"
+        "##[error]Executing the custom container implementation failed. Please contact your self hosted runner administrator.\n"
+    )
+    assert result.error_count == 0
+    assert result.primary_error is None
+
+
+def test_the_step_script_echoed_by_github_actions_is_not_output():
+    result = fixture("pytest_github_actions.log")
+    assert all("this echo is part of the script" not in e.text for e in result.errors)
+
+
+def test_maven_help_boilerplate_is_not_an_error():
+    result = fixture("maven_surefire_jenkins.log")
+    texts = [e.text for e in result.errors]
+    assert not any("re-run Maven" in t or "[Help 1]" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[INFO] Tests run: 4, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 0.2 s - in com.acme.FooTest",
+        "Cache errors                          0",
+        "Compilation failures                  0",
+        "tests/test_errors.py::test_error_page PASSED",
+        "  if-no-files-found: error",
+        "[INFO] no errors, no warnings",
+        "gcc -Werror -c main.c",
+    ],
+)
+def test_lines_that_only_look_like_errors_are_not_errors(line):
+    assert analyze_text(line + "\n").error_count == 0
+
+
+def test_explicit_warning_levels_make_warnings_not_errors():
+    result = analyze_text(
+        "[WARNING] Failure to transfer org.acme:lib:1.0 from https://repo.example/ was cached in the local repository\n"
+        "npm WARN deprecated left-pad@1.3.0: use String.prototype.padStart()\n"
+        "warning: unused variable `x`\n"
+    )
+    assert result.error_count == 0
+    assert result.warning_count == 3
+
+
+# ---- test runners -------------------------------------------------------------------------------
+
+
+def test_pytest_failures_in_github_actions():
+    result = fixture("pytest_github_actions.log")
+    assert failures(result) == [
+        ("pytest", "tests/test_cart.py::test_total_with_discount", "assert 40 == 36"),
+        (
+            "pytest",
+            "tests/test_checkout.py::test_payment_declined",
+            "shop.gateway.PaymentError: card declined: insufficient_funds",
+        ),
+    ]
+    # The per-test report under FAILURES, not the progress line, is what explains the failure.
+    assert result.primary_error.line == 26
+    assert "test_total_with_discount" in result.primary_error.text
+    assert result.primary_error.kind == "test"
+    assert result.excerpt.start <= 26 and result.excerpt.end >= 33
+    assert "E       assert 40 == 36" in result.excerpt.text
+
+
+def test_unittest_failures_and_errors():
+    result = fixture("unittest_failures.log")
+    assert failures(result) == [
+        ("unittest", "tests.test_dates.DateTests.test_timezone", "KeyError: 'Mars/Olympus_Mons'"),
+        ("unittest", "tests.test_dates.DateTests.test_parse_range", "AssertionError: 6 != 7"),
+    ]
+    assert result.primary_error.line == 8
+    assert (result.excerpt.start, result.excerpt.end) == (8, 17)
+
+
+def test_jest_failures_and_a_suite_that_failed_to_run():
+    result = fixture("jest_failures.log")
+    assert failures(result) == [
+        (
+            "jest",
+            "formatPrice \u203a rounds half cents up",
+            "expect(received).toBe(expected) // Object.is equality",
+        ),
+        (
+            "jest",
+            "src/api/__tests__/client.test.ts (suite failed to run)",
+            "Cannot find module '../retry' from 'src/api/client.ts'",
+        ),
+    ]
+    assert result.failures[0].file == "src/lib/__tests__/price.test.ts"
+    assert result.primary_error.line == 11
+    assert "Received:" in result.excerpt.text
+
+
+def test_mocha_failures_with_multi_line_titles():
+    result = fixture("mocha_failures.log")
+    assert failures(result) == [
+        (
+            "mocha",
+            "Orders #create rejects an empty basket",
+            "AssertionError [ERR_ASSERTION]: Missing expected exception (ValidationError).",
+        ),
+        (
+            "mocha",
+            "Orders #cancel keeps the audit trail",
+            "AssertionError [ERR_ASSERTION]: Expected values to be strictly equal:",
+        ),
+    ]
+    # The numbered listing above "2 failing" ("1) rejects an empty basket") is not a failure report.
+    assert [f.line for f in result.failures] == [17, 24]
+    assert result.primary_error.line == 17
+
+
+def test_cargo_test_failures_with_old_and_new_panic_formats():
+    result = fixture("cargo_test_failures.log")
+    assert failures(result) == [
+        (
+            "cargo",
+            "money::tests::rejects_negative",
+            "assertion `left == right` failed: negative amounts must be rejected",
+        ),
+        (
+            "cargo",
+            "parse::tests::parses_amount",
+            "called `Result::unwrap()` on an `Err` value: InvalidDigit",
+        ),
+    ]
+    assert result.primary_error.text == "---- money::tests::rejects_negative stdout ----"
+    assert "panicked at src/money.rs:88:9" in result.excerpt.text
+
+
+def test_go_test_failures_with_subtests():
+    result = fixture("go_test_failures.log")
+    assert failures(result) == [
+        ("go", "TestReserve", ""),
+        (
+            "go",
+            "TestReserve/out_of_stock",
+            "reserve_test.go:48: Reserve() error = <nil>, want ErrOutOfStock",
+        ),
+    ]
+    assert result.failures[1].file == "reserve_test.go"
+    assert result.primary_error.line == 6
+    assert (result.excerpt.start, result.excerpt.end) == (6, 10)
+
+
+def test_go_build_failure_points_at_the_compiler_error():
+    result = fixture("go_build_failure.log")
+    assert result.primary_error.line == 3
+    assert result.primary_error.kind == "compiler"
+    # The "# package" header belongs to the excerpt.
+    assert result.excerpt.start == 2
+
+
+def test_maven_surefire_failure_in_jenkins():
+    result = fixture("maven_surefire_jenkins.log")
+    assert failures(result) == [
+        (
+            "junit",
+            "com.acme.billing.TaxCalculatorTest.appliesReducedRate",
+            "org.opentest4j.AssertionFailedError: expected: <7.00> but was: <19.00>",
+        )
+    ]
+    assert result.primary_error.line == 15
+    assert "<<< FAILURE!" in result.primary_error.text
+    assert "TaxCalculatorTest.java:34" in result.excerpt.text
+
+
+def test_an_exception_logged_by_a_passing_test_class_is_not_the_primary_error():
+    result = fixture("maven_surefire_jenkins.log")
+    assert 9 in lines_of(result)  # still an error line
+    assert result.primary_error.line != 9
+
+
+def test_gradle_test_failure():
+    result = fixture("gradle_test_failures.log")
+    assert failures(result) == [
+        (
+            "gradle",
+            "ShippingRulesTest.expressCostsExtra()",
+            "java.lang.AssertionError: expected:<12.5> but was:<10.0>",
+        )
+    ]
+    assert result.primary_error.line == 7
+
+
+def test_rspec_failure_in_gitlab_ci():
+    result = fixture("rspec_gitlab.log")
+    assert failures(result) == [("rspec", "Invoice#total includes VAT", "expected: 121 got: 100")]
+    assert result.primary_error.line == 11
+    assert "Failure/Error: expect(invoice.total).to eq(121)" in result.excerpt.text
+
+
+def test_failures_list_is_capped_but_keeps_the_first_ones():
+    lines = [f"--- FAIL: TestCase{i} (0.00s)\n    case_test.go:{i}: bad" for i in range(450)]
+    result = analyze_text("\n".join(lines) + "\n")
+    assert len(result.failures) == MAX_FINDINGS
+    assert result.failures[0].test == "TestCase0"
+    assert result.failures[0].message == "case_test.go:0: bad"
+
+
+@pytest.mark.parametrize(
+    ("text", "runner", "test"),
+    [
+        ("[  FAILED  ] ParserTest.HandlesEmpty (3 ms)\n", "gtest", "ParserTest.HandlesEmpty"),
+        ("not ok 3 - parses dates\n", "tap", "parses dates"),
+        (
+            "FAILED tests/test_a.py::TestX::test_y - ValueError: nope\n",
+            "pytest",
+            "tests/test_a.py::TestX::test_y",
+        ),
+    ],
+)
+def test_other_test_result_lines(text, runner, test):
+    result = analyze_text(text)
+    assert [(f.runner, f.test) for f in result.failures] == [(runner, test)]
+
+
+# ---- compilers and tools ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "kind", "snippet"),
+    [
+        ("gcc_make.log", 8, "compiler", "implicit declaration of function 'buffer_grow'"),
+        ("rustc_error.log", 2, "compiler", "error[E0425]: cannot find value `balanse`"),
+        ("tsc_errors.log", 4, "compiler", "error TS2322"),
+        ("javac_error.log", 2, "compiler", "Exporter.java:31: error: cannot find symbol"),
+        ("mypy_errors.log", 2, "compiler", 'incompatible type "str"; expected "Item"'),
+        ("eslint_errors.log", 5, "lint", "'unused' is assigned a value but never used"),
+        ("npm_eresolve.log", 3, "dependency", "npm ERR! code ERESOLVE"),
+        (
+            "pip_resolution.log",
+            4,
+            "dependency",
+            "Could not find a version that satisfies the requirement shopkit",
+        ),
+        (
+            "cargo_dependency.log",
+            2,
+            "dependency",
+            "failed to select a version for the requirement `serde",
+        ),
+        ("go_mod_dependency.log", 3, "dependency", "v1.4.2.mod: 404 Not Found"),
+    ],
+)
+def test_tool_errors(name, line, kind, snippet):
+    result = fixture(name)
+    assert result.primary_error.line == line
+    assert result.primary_error.kind == kind
+    assert snippet in result.primary_error.text
+    assert result.excerpt.start <= line <= result.excerpt.end
+
+
+def test_compiler_warnings_and_wrappers():
+    result = fixture("gcc_make.log")
+    assert [w.line for w in result.warnings] == [5]
+    # "make: *** ... Error 1" is counted (it is an error line) but never explains the failure.
+    assert lines_of(result) == [8, 13]
+    assert "^~~~~~~~~~~" in result.excerpt.text
+
+
+def test_tsc_reports_both_error_formats():
+    result = fixture("tsc_errors.log")
+    assert [e.line for e in result.errors if "error TS" in e.text] == [4, 5]
+
+
+def test_eslint_warnings_are_warnings():
+    result = fixture("eslint_errors.log")
+    assert [w.line for w in result.warnings] == [6]
+    assert [e.line for e in result.errors if e.kind == "lint"][:2] == [5, 9]
+
+
+def test_travis_log_with_folds_timers_and_progress():
+    result = fixture("travis_npm.log")
+    assert result.primary_error.line == 13
+    assert (
+        result.primary_error.text == "TypeError: Cannot read properties of undefined (reading 'id')"
+    )
+    assert "at buildOrder" in result.excerpt.text
+    # The wrapper lines "The command ... exited with 1." and "Done." are noise, not errors.
+    assert result.error_count == 1
+
+
+# ---- primary error heuristics -------------------------------------------------------------------
+
+
+def test_the_error_in_the_failed_step_beats_errors_in_other_steps():
+    log = "\n".join(
+        [
+            "##[group]Run ./scripts/setup.sh",
+            "##[endgroup]",
+            "error: optional cache not found, continuing",
+            "##[group]Run make test",
+            "##[endgroup]",
+            "src/app.c:10:3: warning: unused",
+            "ERROR: integration database did not start",
+            "##[error]Process completed with exit code 2.",
+            "Post job cleanup.",
+            "fatal: could not read Username for 'https://github.com'",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 7
+
+
+def test_a_repeated_identical_error_points_at_the_last_attempt():
+    log = "\n".join(
+        [
+            "##[error]fatal: couldn't find remote ref refs/tags/v9",
+            "Retrying in 10 seconds",
+            "##[error]fatal: couldn't find remote ref refs/tags/v9",
+            "Retrying in 20 seconds",
+            "##[error]fatal: couldn't find remote ref refs/tags/v9",
+            "##[error]Process completed with exit code 128.",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 5
+
+
+def test_a_chained_python_exception_points_at_the_exception_finally_raised():
+    log = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            '  File "/app/tools/sync.py", line 10, in run',
+            "    subprocess.run(cmd, check=True, timeout=5)",
+            "subprocess.TimeoutExpired: Command '['git', 'fetch']' timed out after 5 seconds",
+            "",
+            "The above exception was the direct cause of the following exception:",
+            "",
+            "Traceback (most recent call last):",
+            '  File "/app/tools/sync.py", line 40, in <module>',
+            "    main()",
+            '  File "/app/tools/sync.py", line 12, in run',
+            '    raise RuntimeError("Failed to fetch the release branch") from e',
+            "RuntimeError: Failed to fetch the release branch",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 13
+    assert result.excerpt.start == 1 and result.excerpt.end == 13
+
+
+def test_an_ignored_exception_is_not_the_primary_error():
+    log = "\n".join(
+        [
+            "ERROR: migrations are out of date",
+            "Exception ignored in atexit callback: <function _exit_function at 0x7f>",
+            "Traceback (most recent call last):",
+            '  File "/usr/lib/python3.12/multiprocessing/util.py", line 357, in _exit_function',
+            "    p.join()",
+            "KeyboardInterrupt:",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 1
+
+
+def test_a_failed_step_without_a_recognisable_error_falls_back_to_its_last_message():
+    log = "\n".join(
+        [
+            "##[group]Run ./check-size.sh",
+            "##[endgroup]",
+            "Checking bundle size",
+            "Bundle is 912 kB, budget is 500 kB",
+            "##[error]Process completed with exit code 1.",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 4
+    assert result.error_count == 0  # a guess, not an error line
+
+
+def test_an_exception_only_saying_that_something_failed_loses_to_the_real_one():
+    log = "\n".join(
+        [
+            "test_model 1/1 failed! Received signal: SIGSEGV",
+            "Traceback (most recent call last):",
+            '  File "/src/run_test.py", line 10, in <module>',
+            "    raise RuntimeError(failure.message)",
+            "RuntimeError: test_model 1/1 failed!",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 1
+
+
+def test_primary_fingerprint_matches_the_same_error_in_the_errors_list():
+    result = fixture("gcc_make.log")
+    same = [e for e in result.errors if e.line == result.primary_error.line]
+    assert same and same[0].fingerprint == result.primary_error.fingerprint
+
+
+def test_the_same_failure_in_two_builds_has_the_same_fingerprint():
+    first = analyze_text(
+        "2024-01-01T10:00:00.0000000Z /home/runner/work/a/a/src/cart.c:57:5: error: implicit declaration of function 'grow'\n"
+    )
+    second = analyze_text(
+        "[2024-02-02T11:11:11.111Z] /builds/acme/a/src/cart.c:61:9: error: implicit declaration of function 'grow'\n"
+    )
+    third = analyze_text("/builds/acme/a/src/cart.c:61:9: error: expected ';' before '}' token\n")
+    assert first.primary_error.fingerprint == second.primary_error.fingerprint
+    assert first.primary_error.fingerprint != third.primary_error.fingerprint
