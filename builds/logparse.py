@@ -411,6 +411,16 @@ def _h_rspec_section(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> 
 
 def _h_numbered(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
     title = m.group("title").strip()
+    exunit = re.match(r"test (?P<test>.+) \((?P<mod>[\w.]+)\)$", title)
+    if exunit:
+        # ExUnit prints "  1) test name (Module)" with no section header before it.
+        a._add_failure(
+            "exunit", f"{exunit.group('mod')}: {exunit.group('test')}", "", line, capture="exunit"
+        )
+        return _Cls(ERROR, "test", 90, F_OPEN, "exunit-failure")
+    if a._ctx_list == "phpunit":
+        a._add_failure("phpunit", title, "", line, capture="next")
+        return _Cls(ERROR, "test", 90, F_OPEN, "phpunit-failure")
     if a._ctx_list == "mocha":
         # Mocha prints the suite path over several lines, the last one ending with ":".
         a._pending = _Pending("mocha", [title.rstrip(":")], line, title.endswith(":"))
@@ -419,6 +429,19 @@ def _h_numbered(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls 
         a._add_failure("rspec", title, "", line, capture="rspec")
         return _Cls(ERROR, "test", 90, 0, "rspec-failure")
     return _Cls(NONE, "", 0, 0, "numbered")
+
+
+def _h_phpunit_section(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
+    a._ctx_list = "phpunit"
+    return None
+
+
+def _h_named_failure(runner: str, capture: str | None = "next") -> _Handler:
+    def handler(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
+        a._add_failure(runner, m.group("test").strip(), "", line, capture=capture)
+        return None
+
+    return handler
 
 
 def _h_rspec_list(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
@@ -836,7 +859,37 @@ _RULES: list[_Rule] = [
         ("failures:", "errors:"),
         _h_rspec_section,
     ),
+    _rule(
+        "phpunit-section",
+        r"^There (?:was|were) \d+ (?:failures?|errors?):$",
+        NONE,
+        "",
+        0,
+        F_OPEN,
+        ("there was", "there were"),
+        _h_phpunit_section,
+    ),
     _rule("numbered", r"^\s*\d+\) (?P<title>\S.*)$", NONE, "", 0, 0, (") ",), _h_numbered),
+    _rule(
+        "scalatest",
+        r"^(?:\[info\] )?- (?P<test>.+?) \*\*\* FAILED \*\*\*",
+        ERROR,
+        "test",
+        90,
+        F_OPEN,
+        ("*** failed",),
+        _h_named_failure("scalatest"),
+    ),
+    _rule(
+        "bazel-test",
+        r"^FAIL: (?P<test>//\S+)",
+        ERROR,
+        "test",
+        85,
+        0,
+        ("fail: //",),
+        _h_named_failure("bazel", capture=None),  # the reason is in the test.log it points to
+    ),
     _rule(
         "rspec-failure-error",
         r"^\s*Failure/Error: ",
@@ -1574,6 +1627,9 @@ _TEST_HEADER_RULES = frozenset(
         "unittest",
         "cargo-section",
         "mocha-failure",
+        "exunit-failure",
+        "phpunit-failure",
+        "scalatest",
         "rspec-failure",
     }
 )
@@ -1585,7 +1641,20 @@ _OUTCOME_ONLY_RE = re.compile(r"^[\w.]+: .{0,80}\bfailed[!.]?$")
 _BENIGN_RE = re.compile(
     r"(?:\b0 (?:errors?|failures?|failed|failing|problems?)\b|\b(?:errors?|failures?|failed)\s*[:=]?\s*0\b(?![.\d])"
     r"|-Werror|--fail|fail[-_]fast|continue-on-error|if-no-files-found|ignore[-_]?errors?|error[-_.]?(?:log|prone|page)\b"
-    r"|\b(?:PASSED|PASS|passed|ok|OK|\u2713|\u2714)\s*(?:\[|\(|$)|\bno errors?\b|\bwithout errors?\b|Error(?:s|Handler|Boundary)\.\w+)",
+    r"|\b(?:PASSED|PASS|passed|\u2713|\u2714)\s*(?:\[|\(|$)|(?:\.\.\.|\s-)\s*(?:ok|OK)$|^ok\s+\S+\s+[\d.]+s"
+    r"|\bno errors?\b|\bwithout errors?\b|Error(?:s|Handler|Boundary)\.\w+"
+    # a statistics row whose value is zero: "Failed distributed compilations        0"
+    r"|\s{2,}0(?:\.0+)?\s?%?$)",
+)
+# A leading "[info]"/"[ERROR]" tag is not part of a captured test failure message.
+_LEVEL_TAG_RE = re.compile(r"^\[(?:info|error|warn|INFO|ERROR|WARN(?:ING)?)\]\s*")
+
+# Failing to upload artifacts/metrics or to use a build cache rarely fails a build: these
+# lines come from post-processing (often after the real failure) and mislead when chosen.
+_POSTPROCESS_RE = re.compile(
+    r"\b(?:upload(?:ing|ed|s)?|publish(?:ing)? (?:metrics|stats|results)|(?:emit|send)(?:ting|ing)? (?:metrics|stats|telemetry)"
+    r"|telemetry|(?:cache|storage) (?:write|read|upload)|write check failed)\b",
+    re.IGNORECASE,
 )
 # Rules that still apply on a benign-looking line (they are specific enough not to be fooled).
 _GENERIC_RULES = frozenset(
@@ -1977,6 +2046,12 @@ class LogAnalyzer:
             result = self._traceback_exception(result)
         if result.flags & F_EXC and _OUTCOME_ONLY_RE.search(head):
             result.score = min(result.score, 45)
+        if (
+            result.level == ERROR
+            and (result.rule in _GENERIC_RULES or result.rule == "annotation")
+            and _POSTPROCESS_RE.search(head)
+        ):
+            result.score = min(result.score, 30)
         return result, text
 
     def _traceback_exception(self, cls: _Cls) -> _Cls:
@@ -2015,11 +2090,14 @@ class LogAnalyzer:
                 self._add_failure(pending.runner, " ".join(pending.parts), stripped, pending.line)
         if self._capture is not None and self._capture[3] < line_no:
             failure, how, seen, after = self._capture
-            stripped = text.strip()
+            stripped = _LEVEL_TAG_RE.sub("", text.strip(), count=1)
             message = None
             if how == "pytest":
                 if text.startswith("E "):
                     message = text[1:].strip()
+            elif how == "exunit":
+                if stripped and not re.match(r"^\S+\.exs?:\d+$", stripped):
+                    message = stripped
             elif how == "exception":
                 if cls is not None and cls.flags & F_EXC:
                     message = stripped

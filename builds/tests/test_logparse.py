@@ -612,3 +612,88 @@ def test_the_same_failure_in_two_builds_has_the_same_fingerprint():
     third = analyze_text("/builds/acme/a/src/cart.c:61:9: error: expected ';' before '}' token\n")
     assert first.primary_error.fingerprint == second.primary_error.fingerprint
     assert first.primary_error.fingerprint != third.primary_error.fingerprint
+
+
+# ---- more runners ---------------------------------------------------------------------------------
+
+PHPUNIT = """PHPUnit 10.5.2 by Sebastian Bergmann and contributors.
+
+..F.                                                                4 / 4 (100%)
+
+There was 1 failure:
+
+1) Tests\\Unit\\CartTest::testTotalIncludesTax
+Failed asserting that 100 is identical to 121.
+
+/app/tests/Unit/CartTest.php:27
+
+FAILURES!
+Tests: 4, Assertions: 9, Failures: 1.
+"""
+
+EXUNIT = """  1) test totals include VAT (Shop.CartTest)
+     test/shop/cart_test.exs:12
+     Assertion with == failed
+     code:  assert Cart.total(cart) == 121
+     left:  100
+     right: 121
+
+Finished in 0.1 seconds (0.00s async, 0.1s sync)
+3 tests, 1 failure
+"""
+
+SCALATEST = """[info] CartSpec:
+[info] - should sum items
+[info] - should include VAT *** FAILED ***
+[info]   100 did not equal 121 (CartSpec.scala:14)
+[info] Run completed in 312 milliseconds.
+"""
+
+BAZEL = """FAIL: //shop:cart_test (see /home/ci/.cache/bazel/testlogs/shop/cart_test/test.log)
+INFO: Build completed, 1 test FAILED, 3 total actions
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "primary_line"),
+    [
+        (
+            PHPUNIT,
+            (
+                "phpunit",
+                "Tests\\Unit\\CartTest::testTotalIncludesTax",
+                "Failed asserting that 100 is identical to 121.",
+            ),
+            7,
+        ),
+        (EXUNIT, ("exunit", "Shop.CartTest: totals include VAT", "Assertion with == failed"), 1),
+        (
+            SCALATEST,
+            ("scalatest", "should include VAT", "100 did not equal 121 (CartSpec.scala:14)"),
+            3,
+        ),
+        (BAZEL, ("bazel", "//shop:cart_test", ""), 1),
+    ],
+)
+def test_phpunit_exunit_scalatest_and_bazel(text, expected, primary_line):
+    result = analyze_text(text)
+    assert failures(result) == [expected]
+    assert result.primary_error.line == primary_line
+
+
+def test_a_numbered_list_outside_a_failure_report_is_not_a_failure():
+    result = analyze_text("Steps:\n  1) install dependencies\n  2) run the failing suite again\n")
+    assert result.failures == [] and result.error_count == 0
+
+
+def test_failing_to_upload_reports_loses_to_the_real_error():
+    log = "\n".join(
+        [
+            "CheckoutSuite - failed. This test class should extend TestCase but it doesn't.",
+            "Failed to upload artifacts: Unable to locate credentials",
+            "Error uploading metric test_stats to DynamoDB: AccessDenied",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.error_count == 3
+    assert result.primary_error.line == 1
