@@ -12,3 +12,10 @@ def run_build(build_id: str) -> str:
     from builds.runner import run_build as run
 
     return run(build_id=build_id).status
+
+
+def run_autofix(run_id: str) -> str | None:
+    from builds import autofix
+
+    run = autofix.autofix_run(run_id=run_id, time_budget=autofix.run_time_budget())
+    return run.status if run is not None else None

@@ -29,3 +29,18 @@ urlpatterns = [
     path("build/run", learning.BuildRunView.as_view(), name="build-run"),
     path("builds/<uuid:build_id>/log", pages.build_log_page, name="build-log-page"),
 ]
+
+# The autofix loop (seed 004's QA API).
+from builds import autofix_views  # noqa: E402
+
+urlpatterns += [
+    path("api/qa/run", autofix_views.QaRunView.as_view(), name="qa-run"),
+    path(
+        "api/qa/runs/<uuid:run_id>", autofix_views.QaRunDetailView.as_view(), name="qa-run-detail"
+    ),
+    path(
+        "api/qa/runs/<uuid:run_id>/patch",
+        autofix_views.QaRunPatchView.as_view(),
+        name="qa-run-patch",
+    ),
+]
