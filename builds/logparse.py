@@ -1673,12 +1673,11 @@ _GENERIC_RULES = frozenset(
     }
 )
 
-_TRIGGER_INDEX: list[tuple[str, tuple[int, ...]]] = []
-_ALWAYS: tuple[int, ...] = ()
 
 
-def _build_trigger_index() -> None:
-    global _TRIGGER_INDEX, _ALWAYS
+def _build_trigger_index() -> tuple[Any, tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """One RE2 set of every rule trigger: a single call says which rules a line may match
+    (about 1.5 us, where testing each trigger substring in Python costs ten times more)."""
     table: dict[str, list[int]] = {}
     always = []
     for i, r in enumerate(_RULES):
@@ -1686,11 +1685,16 @@ def _build_trigger_index() -> None:
             always.append(i)
         for t in r.triggers:
             table.setdefault(t, []).append(i)
-    _TRIGGER_INDEX = [(t, tuple(ix)) for t, ix in table.items()]
-    _ALWAYS = tuple(always)
+    trigger_set = re2.Set.SearchSet()
+    rules_of: list[tuple[int, ...]] = []
+    for trigger, indexes in table.items():
+        trigger_set.Add(re.escape(trigger))
+        rules_of.append(tuple(indexes))
+    trigger_set.Compile()
+    return trigger_set, tuple(rules_of), tuple(always)
 
 
-_build_trigger_index()
+_TRIGGER_SET, _TRIGGER_RULES, _ALWAYS = _build_trigger_index()
 
 # Continuation: the line belongs to the block above it (frames, details, code excerpts).
 _CONT_RE = re.compile(
@@ -1877,26 +1881,27 @@ class LogAnalyzer:
         line_no = self._line_no
         # Hits always start at a line start, in order: the same scan tells block mode which of
         # its lines are hits, so both modes classify exactly the same lines.
-        hits = _HIT_RE.finditer(buf)
-        m = next(hits, None)
+        spans = [m.span() for m in _HIT_RE.finditer(buf)]
+        spans.append((n, n))  # sentinel
+        i = 0
         while pos < n:
             if self._block is not None:
                 # Line by line while a block is open: its continuation lines matter too.
                 while pos < n and self._block is not None:
-                    while m is not None and m.start() < pos:
-                        m = next(hits, None)
+                    while spans[i][0] < pos:
+                        i += 1
                     end = buf.find(b"\n", pos)
                     line_no += 1
-                    self._block_line(line_no, buf[pos:end], m is not None and m.start() == pos)
+                    self._block_line(line_no, buf[pos:end], spans[i][0] == pos)
                     pos = end + 1
                 continue
-            while m is not None and m.start() < pos:
-                m = next(hits, None)
-            if m is None:
+            while spans[i][0] < pos:
+                i += 1
+            start, end = spans[i]
+            if start >= n:
                 line_no += buf.count(b"\n", pos)
                 pos = n
                 break
-            start, end = m.span()
             line_no += buf.count(b"\n", pos, start) + 1
             self._hit_line(line_no, buf[start:end], buf, start)
             pos = end + 1
@@ -1998,9 +2003,8 @@ class LogAnalyzer:
             return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
         low = head.lower()
         candidates = set(_ALWAYS)
-        for trigger, idx in _TRIGGER_INDEX:
-            if trigger in low:
-                candidates.update(idx)
+        for trigger in _TRIGGER_SET.Match(low) or ():
+            candidates.update(_TRIGGER_RULES[trigger])
         benign = None
         result: _Cls | None = None
         for i in sorted(candidates):
