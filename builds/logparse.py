@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 MAX_FINDINGS = 200  # errors, warnings and failures kept each; the counts stay exact
-MAX_EXCERPT_LINES = 40
+MAX_EXCERPT_LINES = 60
 MAX_TEXT_CHARS = 2000  # stored text of one line; a minified bundle on one line stays bounded
 CHUNK_BYTES = 1 << 20
 _MAX_CLASSIFY_CHARS = 4000
@@ -1674,7 +1674,6 @@ _GENERIC_RULES = frozenset(
 )
 
 
-
 def _build_trigger_index() -> tuple[Any, tuple[tuple[int, ...], ...], tuple[int, ...]]:
     """One RE2 set of every rule trigger: a single call says which rules a line may match
     (about 1.5 us, where testing each trigger substring in Python costs ten times more)."""
@@ -1695,6 +1694,9 @@ def _build_trigger_index() -> tuple[Any, tuple[tuple[int, ...], ...], tuple[int,
 
 
 _TRIGGER_SET, _TRIGGER_RULES, _ALWAYS = _build_trigger_index()
+
+# A stack frame printed after its exception (JVM, Node, Ruby, Go).
+_FRAME_AFTER_RE = re.compile(r"^\s+(?:at |# \S+:\d+|\S+\.go:\d+)")
 
 # Continuation: the line belongs to the block above it (frames, details, code excerpts).
 _CONT_RE = re.compile(
@@ -1735,6 +1737,7 @@ class _Block:
     lines: list[str] = field(default_factory=list)
     has_test: bool = False
     gap: int = 0
+    origin: int = 0  # first line of the run of blocks this one continues (see _split_block)
     best: int = 0  # best candidate score seen in the block
 
 
@@ -1796,6 +1799,8 @@ class LogAnalyzer:
         self._step_header_until = 0
         self._tb_state = 0  # 1: inside Python traceback frames
         self._tb_frames: list[str] = []
+        # JVM/JS exceptions print their frames after the message: they go to this candidate.
+        self._frames_for: _Candidate | None = None
         self._last_exc_candidate: _Candidate | None = None
         self._tb_ignored = (
             False  # "Exception ignored in ...": the next traceback did not fail anything
@@ -1936,6 +1941,8 @@ class LogAnalyzer:
     def _block_line(self, line_no: int, raw: bytes, hit: bool) -> None:
         block = self._block
         assert block is not None
+        if len(block.lines) >= _MAX_BLOCK_STORE:
+            block = self._split_block(line_no)
         text = self._decode(raw)
         cls = None
         shown = text
@@ -1956,8 +1963,7 @@ class LogAnalyzer:
             continues = bool(
                 text and not _BREAK_RE.match(text) and (_CONT_RE.match(text) or self._tb_state == 1)
             )
-        if len(block.lines) < _MAX_BLOCK_STORE:
-            block.lines.append(shown[:MAX_TEXT_CHARS])
+        block.lines.append(shown[:MAX_TEXT_CHARS])
         if continues:
             block.end = line_no
             block.gap = 0
@@ -1966,7 +1972,7 @@ class LogAnalyzer:
             if block.gap >= _MAX_GAP:
                 self._close_block()
                 return
-        if line_no - block.start >= _MAX_BLOCK_SPAN:
+        if line_no - block.origin >= _MAX_BLOCK_SPAN:
             self._close_block()
 
     # ---- classification -------------------------------------------------------------------------
@@ -2073,6 +2079,12 @@ class LogAnalyzer:
 
     def _context_line(self, line_no: int, text: str, cls: _Cls | None) -> None:
         """Per-line state inside blocks: traceback frames, pending test messages, Mocha titles."""
+        target = self._frames_for
+        if target is not None and target.line != line_no:
+            if _FRAME_AFTER_RE.match(text) and len(target.frames) < 32:
+                target.frames = (*target.frames, text)
+            elif text.strip() and not text.lstrip().startswith(("Caused by", "...")):
+                self._frames_for = None
         if self._tb_state == 1:
             if text.startswith((" ", "\t")):
                 if text.lstrip().startswith("File ") and len(self._tb_frames) < 64:
@@ -2167,6 +2179,7 @@ class LogAnalyzer:
             self._errors.append(cand)
         if cls.flags & F_EXC:
             self._last_exc_candidate = cand
+            self._frames_for = cand if not frames else None
         if len(self._candidates) < _MAX_CANDIDATES // 2:
             self._candidates.append(cand)
         else:
@@ -2224,7 +2237,7 @@ class LogAnalyzer:
 
     def _open_block(self, line_no: int, text: str, buf: bytes, start: int) -> None:
         self._block_seq += 1
-        block = _Block(self._block_seq, line_no, line_no, self._section)
+        block = _Block(self._block_seq, line_no, line_no, self._section, origin=line_no)
         header = self._line_before(buf, start)
         if header is not None and header.strip() and _HEADER_RE.match(header):
             block.start = line_no - 1
@@ -2245,6 +2258,22 @@ class LogAnalyzer:
             return None  # the previous line started in the previous chunk: not worth stitching
         return self._decode(buf[prev_start:prev_end])
 
+    def _split_block(self, line_no: int) -> _Block:
+        """A block that outgrew its store goes on as a new block, so that an error deep in a
+        long run of output still has its surrounding lines for an excerpt."""
+        old = self._block
+        assert old is not None
+        keep = old.end - old.start + 1
+        del old.lines[keep:]
+        self._blocks[old.id] = old
+        self._block_seq += 1
+        new = _Block(self._block_seq, line_no, line_no - 1, old.section, origin=old.origin)
+        new.has_test = old.has_test
+        self._block = new
+        if len(self._blocks) > _MAX_BLOCKS:
+            self._evict_blocks()
+        return new
+
     def _close_block(self) -> None:
         block = self._block
         if block is None:
@@ -2254,6 +2283,7 @@ class LogAnalyzer:
         del block.lines[keep:]
         self._blocks[block.id] = block
         self._tb_state = 0
+        self._frames_for = None
         self._capture = None if self._capture and self._capture[1] == "next" else self._capture
         if len(self._blocks) > _MAX_BLOCKS:
             self._evict_blocks()

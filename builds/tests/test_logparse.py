@@ -697,3 +697,53 @@ def test_failing_to_upload_reports_loses_to_the_real_error():
     result = analyze_text(log + "\n")
     assert result.error_count == 3
     assert result.primary_error.line == 1
+
+
+def _java_failure(method: str, line: int) -> str:
+    return "\n".join(
+        [
+            "[ERROR] Tests run: 1, Failures: 0, Errors: 1, Skipped: 0, Time elapsed: 0.1 s <<< FAILURE! - in com.acme.OrderTest",
+            'java.lang.NullPointerException: Cannot invoke "Customer.id()" because "c" is null',
+            f"\tat com.acme.orders.OrderService.{method}(OrderService.java:{line})",
+            f"\tat com.acme.orders.OrderTest.places(OrderTest.java:{line + 40})",
+            "\tat java.base/java.util.ArrayList.forEach(ArrayList.java:1596)",
+            "",
+        ]
+    )
+
+
+def test_exception_fingerprints_fold_in_the_project_frames_that_follow_them():
+    def exception_fingerprint(text: str) -> str:
+        [finding] = [
+            e
+            for e in analyze_text(text).errors
+            if e.text.startswith("java.lang.NullPointerException")
+        ]
+        return finding.fingerprint
+
+    same_place = exception_fingerprint(_java_failure("place", 88))
+    moved_lines = exception_fingerprint(_java_failure("place", 91))
+    other_place = exception_fingerprint(_java_failure("cancel", 88))
+    assert same_place == moved_lines
+    assert same_place != other_place
+
+
+def test_python_exception_fingerprints_fold_in_the_traceback_frames():
+    def tb(func: str) -> str:
+        return "\n".join(
+            [
+                "Traceback (most recent call last):",
+                f'  File "/srv/app/billing/{func}.py", line 12, in {func}',
+                "    total = prices[sku]",
+                "KeyError: 'sku-123'",
+            ]
+        )
+
+    assert (
+        analyze_text(tb("invoice")).primary_error.fingerprint
+        != analyze_text(tb("refund")).primary_error.fingerprint
+    )
+    assert (
+        analyze_text(tb("invoice")).primary_error.fingerprint
+        == analyze_text(tb("invoice").replace("line 12", "line 30")).primary_error.fingerprint
+    )
