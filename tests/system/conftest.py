@@ -388,15 +388,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
+@contextlib.contextmanager
+def stack_on(admin_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A Stack on a new database of the server at `admin_url`, torn down afterwards."""
     name = f"grimoire_sys_{secrets.token_hex(4)}"
-    with pg_connect(ADMIN_URL) as conn:
+    with pg_connect(admin_url) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    world = Stack(tmp_path, with_database(ADMIN_URL, name))
+    world = Stack(tmp_path, with_database(admin_url, name))
     try:
         yield world
     finally:
@@ -404,5 +402,17 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             sys.stderr.write("\n" + world.dump_logs() + "\n")
-        with pg_connect(ADMIN_URL) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            with pg_connect(admin_url) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # do not hide the test's own failure behind this one
+            sys.stderr.write(f"could not drop test database {name}: {exc}\n")
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    with stack_on(ADMIN_URL, tmp_path, request) as world:
+        yield world
