@@ -241,6 +241,7 @@ _HIT_KEYWORDS = [
     r"unresolved",
     r"refused",
     r"refusing",
+    r"rate limit",
     r"exit code",
     r"exit status",
     r"exited with",
@@ -539,11 +540,16 @@ def _h_exception_ignored(a: LogAnalyzer, m: re.Match[str], line: int, text: str)
 
 
 def _h_chained(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
-    # Python prints the cause first; the exception finally raised carries the context its
-    # author added ("Failed to X: <cause>"), so it is the better summary of the failure.
-    cand = a._last_exc_candidate
-    if cand is not None:
-        cand.score -= 6
+    if "direct cause" in text:
+        # "raise X from e": the exception finally raised carries the context its author added
+        # ("Failed to X: <cause>"), so it summarises the failure better than its cause.
+        cand = a._last_exc_candidate
+        if cand is not None:
+            cand.score -= 6
+    else:
+        # "During handling of the above exception, another exception occurred": the handler
+        # broke too; the first exception is still the root cause.
+        a._tb_secondary = True
     return None
 
 
@@ -559,6 +565,12 @@ def _h_lint_code(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls
     # pylint: C(onvention), R(efactor), W(arning) are not errors; flake8/ruff codes fail the build.
     if len(code) == 5 and code[0] in "CRWI":
         return _Cls(WARNING, "lint", 0, 0, "pylint-warning")
+    return None
+
+
+def _h_lintrunner(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
+    if m.group("sev") != "Error":
+        return _Cls(WARNING, "lint", 0, 0, "lintrunner-warning")
     return None
 
 
@@ -1153,6 +1165,17 @@ _RULES: list[_Rule] = [
         (".py",),
         _h_lint_code,
     ),
+    # lintrunner (and linters formatted like it): "  Error (MYPY) [attr-defined]", "  Warning (FLAKE8) E501"
+    _rule(
+        "lintrunner",
+        r"^\s*(?P<sev>Error|Warning|Advice) \((?P<code>[\w\-]+)\) \S",
+        ERROR,
+        "lint",
+        80,
+        0,
+        ("error (", "warning (", "advice ("),
+        _h_lintrunner,
+    ),
     _rule(
         "eslint",
         r"^\s+(?P<line>\d+):(?P<col>\d+)\s+(?P<sev>error|warning)\s+\S",
@@ -1608,7 +1631,7 @@ _RULES: list[_Rule] = [
     ),
     _rule(
         "failed-phrase",
-        r"\bfailed(?:[.!:]| to | with | because |$)|\bfailure:",
+        r"\bfailed(?:[.!:,;]| to | with | because |$)|\bfailure:",
         ERROR,
         "generic",
         48,
@@ -1636,6 +1659,11 @@ _TEST_HEADER_RULES = frozenset(
 
 # "RuntimeError: test_foo 1/1 failed!": an exception that only says that something failed.
 _OUTCOME_ONLY_RE = re.compile(r"^[\w.]+: .{0,80}\bfailed[!.]?$")
+
+# "Lint failed!", "test_cuda 1/1 failed!": a generic line that only reports an outcome.
+_SAYS_ONLY_FAILED_RE = re.compile(
+    r"^\s*(?:\S+\s+){0,4}\S*\s*(?:has |have )?failed[!.]?$", re.IGNORECASE
+)
 
 # Lines that only look like errors: zero counts, options, identifiers, passing results.
 _BENIGN_RE = re.compile(
@@ -1802,8 +1830,9 @@ class LogAnalyzer:
         # JVM/JS exceptions print their frames after the message: they go to this candidate.
         self._frames_for: _Candidate | None = None
         self._last_exc_candidate: _Candidate | None = None
-        self._tb_ignored = (
-            False  # "Exception ignored in ...": the next traceback did not fail anything
+        self._tb_ignored = False  # "Exception ignored in ...": the next traceback failed nothing
+        self._tb_secondary = (
+            False  # "During handling of the above exception ...": the next one is secondary
         )
         self._scope_order = 0  # first candidate printed since the last test-class result
 
@@ -2056,6 +2085,8 @@ class LogAnalyzer:
             result = self._traceback_exception(result)
         if result.flags & F_EXC and _OUTCOME_ONLY_RE.search(head):
             result.score = min(result.score, 45)
+        elif result.rule in _GENERIC_RULES and _SAYS_ONLY_FAILED_RE.match(head):
+            result.score = min(result.score, 40)
         if (
             result.level == ERROR
             and (result.rule in _GENERIC_RULES or result.rule == "annotation")
@@ -2075,6 +2106,9 @@ class LogAnalyzer:
         if self._tb_ignored:
             self._tb_ignored = False
             cls.score = 30
+        elif self._tb_secondary:
+            self._tb_secondary = False
+            cls.score -= 6
         return cls
 
     def _context_line(self, line_no: int, text: str, cls: _Cls | None) -> None:

@@ -747,3 +747,49 @@ def test_python_exception_fingerprints_fold_in_the_traceback_frames():
         analyze_text(tb("invoice")).primary_error.fingerprint
         == analyze_text(tb("invoice").replace("line 12", "line 30")).primary_error.fingerprint
     )
+
+
+def test_an_exception_raised_while_handling_another_is_secondary():
+    log = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            '  File "/srv/tools/notify.py", line 23, in <module>',
+            "    gh = Github(login, token)",
+            "NameError: name 'Github' is not defined",
+            "",
+            "During handling of the above exception, another exception occurred:",
+            "",
+            "Traceback (most recent call last):",
+            '  File "/srv/tools/notify.py", line 35, in <module>',
+            "    except GithubException as e:",
+            "NameError: name 'GithubException' is not defined",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 4
+
+
+def test_lintrunner_style_errors_and_warnings():
+    log = "\n".join(
+        [
+            ">>> Lint for torch/utils/data.py:",
+            "",
+            "  Error (MYPY) [attr-defined]",
+            '    Module "torch" has no attribute "frobnicate"',
+            "  Warning (FLAKE8) E501",
+            "    line too long (121 > 120 characters)",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert [(e.line, e.kind) for e in result.errors] == [(3, "lint")]
+    assert [w.line for w in result.warnings] == [5]
+
+
+def test_a_line_that_only_says_something_failed_loses_to_one_that_says_why():
+    log = "\n".join(
+        [
+            "Checking API compatibility",
+            "REGRESSION: benchmark 'startup' failed, actual 39636 is 10.19% higher than expected 35970",
+            "Lint failed!",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 2
