@@ -58,6 +58,7 @@ _MAX_GAP = 2  # non-continuation lines that close a block
 _MAX_BLOCKS = 48
 _MAX_CANDIDATES = 600
 _MAX_STEP_HEADER = 300
+_TAIL_BYTES = 8192
 _FAILED_SECTION_BONUS = 25
 _RECENCY_BONUS = 10
 _RECENCY_BLOCKS = 2
@@ -1940,7 +1941,12 @@ class LogAnalyzer:
             self._hit_line(line_no, buf[start:end], buf, start)
             pos = end + 1
         self._line_no = line_no
-        self._tail = buf[-8192:]
+        # The last few KB of the log, starting at a line start (see _lookback).
+        tail = self._tail + buf if len(buf) < _TAIL_BYTES else buf[-2 * _TAIL_BYTES :]
+        if len(tail) > _TAIL_BYTES:
+            tail = tail[-_TAIL_BYTES:]
+            tail = tail[tail.find(b"\n") + 1 :]
+        self._tail = tail
 
     def _decode(self, raw: bytes) -> str:
         if len(raw) > _MAX_LINE_BYTES:
@@ -2279,17 +2285,19 @@ class LogAnalyzer:
         block.lines.append(text[:MAX_TEXT_CHARS])
         self._block = block
 
+    def _lookback(self, buf: bytes, start: int) -> tuple[bytes, int]:
+        """Bytes that end where ``start`` begins, reaching into earlier chunks when needed, so
+        looking back gives the same answer however the log was split into chunks."""
+        if start >= _TAIL_BYTES or not self._tail:
+            return buf, start
+        return self._tail + buf[:start], len(self._tail) + start
+
     def _line_before(self, buf: bytes, start: int) -> str | None:
-        if start == 0:
-            if not self._tail:
-                return None
-            buf, start = self._tail, len(self._tail)
+        buf, start = self._lookback(buf, start)
         prev_end = start - 1  # the "\n" ending the previous line
         if prev_end < 0:
             return None
         prev_start = buf.rfind(b"\n", 0, prev_end) + 1
-        if prev_start == 0 and buf is not self._tail and self._tail:
-            return None  # the previous line started in the previous chunk: not worth stitching
         return self._decode(buf[prev_start:prev_end])
 
     def _split_block(self, line_no: int) -> _Block:
@@ -2352,7 +2360,7 @@ class LogAnalyzer:
     def _tail_candidate(self, line_no: int, buf: bytes, start: int, section: int) -> None:
         """When a step failed without any recognisable error, its last message is the best guess."""
         lines: list[str] = []
-        pos = start
+        buf, pos = self._lookback(buf, start)
         for _ in range(12):
             if pos <= 0:
                 break

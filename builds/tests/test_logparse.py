@@ -793,3 +793,15 @@ def test_a_line_that_only_says_something_failed_loses_to_one_that_says_why():
         ]
     )
     assert analyze_text(log + "\n").primary_error.line == 2
+
+
+def test_looking_back_does_not_depend_on_how_the_log_was_chunked():
+    log = (
+        "##[group]Run ./check-size.sh\n##[endgroup]\n"
+        + "".join(f"measuring chunk {i}\n" for i in range(40))
+        + "Bundle is 912 kB, budget is 500 kB\n##[error]Process completed with exit code 1.\n"
+    ).encode()
+    expected = analyze_stream(io.BytesIO(log)).to_dict()
+    assert expected["primary_error"]["text"] == "Bundle is 912 kB, budget is 500 kB"
+    for size in (1, 3, 17, 40, 100):
+        assert analyze_stream(io.BytesIO(log), chunk_size=size).to_dict() == expected
