@@ -34,11 +34,12 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from builds.logparse import analyze_path
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 result = analyze_path({path!r})
-elapsed = time.perf_counter() - started
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 print(json.dumps({{
     "seconds": elapsed,
+    "cpu_seconds": cpu,
     "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     "baseline_kb": baseline,
     "lines": result.total_lines,
@@ -54,8 +55,10 @@ import json, resource, subprocess, sys, time
 started = time.perf_counter()
 out = subprocess.run(["grep", "-ciE", "error|fail|warn", {path!r}], capture_output=True, text=True)
 elapsed = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({{
     "seconds": elapsed,
+    "cpu_seconds": usage.ru_utime + usage.ru_stime,
     "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     "count": int(out.stdout.strip() or 0),
 }}))
@@ -286,24 +289,28 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print(
-        f"\n{'log':>8} {'analyze_path':>14} {'peak RSS':>10} {'grep -ciE':>12} {'grep RSS':>9} "
-        f"{'ratio (grep/ours)':>18}  findings"
+        "\nThroughput by wall clock, and by CPU time (less disturbed by other load on the machine)."
+        f"\n{'log':>8} {'analyze_path':>25} {'peak RSS':>9} {'grep -ciE':>25} {'grep RSS':>9} "
+        f"{'grep/ours':>9}  findings"
     )
     for size, nbytes, ours, grep in rows:
         mb = nbytes / 1e6
-        ours_rate = mb / ours["seconds"]
-        grep_rate = mb / grep["seconds"]
+        ours_rate, ours_cpu = mb / ours["seconds"], mb / max(ours["cpu_seconds"], 1e-9)
+        grep_rate, grep_cpu = mb / grep["seconds"], mb / max(grep["cpu_seconds"], 1e-9)
         print(
-            f"{size:>6}MB {ours_rate:>9.1f} MB/s {ours['maxrss_kb'] / 1024:>7.1f} MB {grep_rate:>7.1f} MB/s "
-            f"{grep['maxrss_kb'] / 1024:>6.1f} MB {grep_rate / ours_rate:>17.1f}x  "
+            f"{size:>6}MB {ours_rate:>7.1f} MB/s ({ours_cpu:>5.1f} CPU) {ours['maxrss_kb'] / 1024:>6.1f} MB "
+            f"{grep_rate:>7.1f} MB/s ({grep_cpu:>5.0f} CPU) {grep['maxrss_kb'] / 1024:>6.1f} MB "
+            f"{grep_rate / ours_rate:>8.1f}x  "
             f"{ours['lines']} lines, {ours['errors']} errors, {ours['warnings']} warnings, "
             f"{ours['failures']} failures (grep counted {grep['count']} lines)"
         )
     if rows:
         ours_rate = rows[-1][1] / 1e6 / rows[-1][2]["seconds"]
+        ours_cpu = rows[-1][1] / 1e6 / max(rows[-1][2]["cpu_seconds"], 1e-9)
         verdict = "meets" if ours_rate >= THROUGHPUT_GOAL else "MISSES"
         print(
-            f"\nthroughput at {rows[-1][0]} MB: {ours_rate:.1f} MB/s ({verdict} the {THROUGHPUT_GOAL:.0f} MB/s goal)"
+            f"\nthroughput at {rows[-1][0]} MB: {ours_rate:.1f} MB/s wall, {ours_cpu:.1f} MB/s CPU "
+            f"({verdict} the {THROUGHPUT_GOAL:.0f} MB/s goal by wall clock)"
         )
         if len(rows) > 1:
             small, large = rows[0][2], rows[-1][2]
