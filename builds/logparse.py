@@ -52,7 +52,8 @@ MAX_TEXT_CHARS = 2000  # stored text of one line; a minified bundle on one line 
 CHUNK_BYTES = 1 << 20
 _MAX_CLASSIFY_CHARS = 4000
 _MAX_LINE_BYTES = 64 * 1024  # a "line" longer than this is cut (still counted as one line)
-_MAX_BLOCK_STORE = 400  # lines of text kept per block
+_MAX_BLOCK_STORE = 200  # lines of text kept per block (a longer run is split)
+_MAX_EXCERPT_LINE_CHARS = 500  # an excerpt line longer than this is cut: blocks stay small
 _MAX_BLOCK_SPAN = 5000  # a block never swallows more than this many lines
 _MAX_GAP = 2  # non-continuation lines that close a block
 _MAX_BLOCKS = 48
@@ -1998,7 +1999,7 @@ class LogAnalyzer:
             continues = bool(
                 text and not _BREAK_RE.match(text) and (_CONT_RE.match(text) or self._tb_state == 1)
             )
-        block.lines.append(shown[:MAX_TEXT_CHARS])
+        block.lines.append(shown[:_MAX_EXCERPT_LINE_CHARS])
         if continues:
             block.end = line_no
             block.gap = 0
@@ -2281,8 +2282,8 @@ class LogAnalyzer:
         header = self._line_before(buf, start)
         if header is not None and header.strip() and _HEADER_RE.match(header):
             block.start = line_no - 1
-            block.lines.append(header[:MAX_TEXT_CHARS])
-        block.lines.append(text[:MAX_TEXT_CHARS])
+            block.lines.append(header[:_MAX_EXCERPT_LINE_CHARS])
+        block.lines.append(text[:_MAX_EXCERPT_LINE_CHARS])
         self._block = block
 
     def _lookback(self, buf: bytes, start: int) -> tuple[bytes, int]:

@@ -805,3 +805,20 @@ def test_looking_back_does_not_depend_on_how_the_log_was_chunked():
     assert expected["primary_error"]["text"] == "Bundle is 912 kB, budget is 500 kB"
     for size in (1, 3, 17, 40, 100):
         assert analyze_stream(io.BytesIO(log), chunk_size=size).to_dict() == expected
+
+
+def test_what_the_analyzer_keeps_is_bounded_whatever_the_log_size():
+    from builds import logparse
+
+    analyzer = LogAnalyzer()
+    for i in range(30_000):
+        analyzer.feed(f"src/mod{i}.c:{i}:1: error: {'x' * 300} {i}")
+        analyzer.feed(f"    detail line for error {i}")
+        analyzer.feed("")
+        analyzer.feed("")
+    result = analyzer.finish()
+    assert result.error_count == 30_000
+    assert len(analyzer._blocks) <= logparse._MAX_BLOCKS
+    assert all(len(b.lines) <= logparse._MAX_BLOCK_STORE for b in analyzer._blocks.values())
+    assert len(analyzer._candidates) + len(analyzer._recent_candidates) <= logparse._MAX_CANDIDATES
+    assert result.primary_error.line == 1
