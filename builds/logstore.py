@@ -57,6 +57,10 @@ def gunzip(blocks: Iterable[bytes], *, limit: int = MAX_LOG_BYTES) -> Iterator[b
         tail = decoder.flush()
     except zlib.error as exc:
         raise BadCompressionError(f"not valid gzip data: {exc}") from exc
+    if not decoder.eof:
+        # zlib accepts a stream cut off before its end marker; an upload cut short is an error,
+        # not a shorter log.
+        raise BadCompressionError("gzip data is truncated (no end-of-stream marker)")
     if tail:
         yield tail
 

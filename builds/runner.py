@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from builds import logstore, services
 from builds.models import Build, BuildStatus
@@ -46,10 +47,11 @@ def run_build(*, build_id: str) -> Build:
     if build.status != BuildStatus.QUEUED:
         return build  # a second delivery of this job: it already ran or is running
     claimed = Build.objects.filter(pk=build_id, status=BuildStatus.QUEUED).update(
-        status=BuildStatus.RUNNING
+        status=BuildStatus.RUNNING, started_at=timezone.now()
     )
     if not claimed:
         return build
+    build.refresh_from_db()
     argv = allowed_commands().get(build.command)
     root = Path(settings.WORKSPACE_ROOT)
     if not argv or not root.is_dir():

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,6 +24,14 @@ ANALYZE_TASK = "builds.tasks.analyze_build"
 
 class BuildStateError(ValueError):
     """The operation does not fit the build's state (e.g. appending to a finished build)."""
+
+
+class DuplicateBuildError(ValueError):
+    """A build with this (source, external_id) exists: a CI re-delivered it."""
+
+    def __init__(self, existing: Build) -> None:
+        super().__init__(f"build {existing.pk} already has external_id {existing.external_id!r}")
+        self.existing = existing
 
 
 METADATA_FIELDS = (
@@ -60,12 +68,24 @@ def build_create(
     unknown = set(metadata) - set(METADATA_FIELDS)
     if unknown:
         raise TypeError(f"unknown build fields: {sorted(unknown)}")
+    external_id = metadata.get("external_id")
+    if external_id:
+        existing = Build.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            raise DuplicateBuildError(existing)
     build = Build(owner=owner, source=source, status=status, **metadata)
     if build.started_at is None and status != BuildStatus.QUEUED:
         build.started_at = timezone.now()
     if status in FINISHED_STATUSES:
         _finish_fields(build, status, finished_at)
-    build.save()
+    try:
+        with transaction.atomic():
+            build.save()
+    except IntegrityError:
+        # Two deliveries of the same CI job at once: the other one stored it first.
+        raise DuplicateBuildError(
+            Build.objects.get(source=source, external_id=external_id)
+        ) from None
     if log is not None:
         logstore.append_log(build, log)
     if build.is_finished:

@@ -147,14 +147,18 @@ class BuildListCreateView(ListAPIView):
             text = meta.validated_data.pop("log", None)
             log = iter([text.encode()]) if text else None
         data = dict(meta.validated_data)
-        build = _store_errors(
-            services.build_create,
-            owner=request.user,
-            status=data.pop("status"),
-            finished_at=data.pop("finished_at"),
-            log=log,
-            **data,
-        )
+        try:
+            build = _store_errors(
+                services.build_create,
+                owner=request.user,
+                status=data.pop("status"),
+                finished_at=data.pop("finished_at"),
+                log=log,
+                **data,
+            )
+        except services.DuplicateBuildError as exc:
+            # A CI re-delivering the same job: answer with the build already stored, add nothing.
+            return Response(BuildOutput(exc.existing).data, status=status.HTTP_200_OK)
         return Response(BuildOutput(build).data, status=status.HTTP_201_CREATED)
 
 

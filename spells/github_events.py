@@ -116,9 +116,9 @@ def handle_pull_request(payload: dict[str, Any]) -> dict[str, Any]:
     from builds.models import Build
 
     attached = (
-        Build.objects.filter(commit_sha=pr.head_sha, pull_request__isnull=True).update(
-            pull_request=number
-        )
+        Build.objects.filter(
+            repository=repo, commit_sha=pr.head_sha, pull_request__isnull=True
+        ).update(pull_request=number)
         if pr.head_sha
         else 0
     )
@@ -198,7 +198,7 @@ def handle_check_run(payload: dict[str, Any]) -> dict[str, Any]:
         build_id = _ingest_job(_repo(payload), job)
         return {"builds": [build_id] if build_id else []}
     # Another CI: the check's own output is the log we have.
-    from builds.services import build_create
+    from builds.services import DuplicateBuildError, build_create
 
     output = check.get("output") or {}
     text = "\n".join(str(output.get(k) or "") for k in ("title", "summary", "text")).strip()
@@ -213,8 +213,8 @@ def handle_check_run(payload: dict[str, Any]) -> dict[str, Any]:
             job_url=str(check.get("html_url") or "")[:500],
             log=[text.encode()] if text else None,
         )
-    except IntegrityError:
-        return {"builds": []}
+    except DuplicateBuildError:
+        return {"builds": []}  # the same check run was delivered before
     return {"builds": [str(build.pk)]}
 
 

@@ -504,9 +504,13 @@ def spells_export(queryset: Any = None) -> list[SpellDef]:
     ).prefetch_related("patterns")
     defs = []
     for spell in qs.order_by("slug", "pk"):
+        if not spell.slug:
+            # Exported spells need a stable key, or importing the export back duplicates them.
+            spell.slug = f"spell-{spell.pk}"
+            Spell.objects.filter(pk=spell.pk).update(slug=spell.slug)
         defs.append(
             SpellDef(
-                slug=spell.slug or f"spell-{spell.pk}",
+                slug=spell.slug,
                 title=spell.title,
                 description=spell.description,
                 solution_code=spell.solution_code,

@@ -37,8 +37,14 @@ def process_delivery(delivery_pk: int) -> str:
         attempts=F("attempts") + 1, processed_at=timezone.now()
     )
     delivery = WebhookDelivery.objects.get(pk=delivery_pk)
-    if not claimed or delivery.attempts > MAX_DELIVERY_ATTEMPTS:
+    if not claimed:
         return delivery.status
+    if delivery.attempts > MAX_DELIVERY_ATTEMPTS:
+        WebhookDelivery.objects.filter(pk=delivery_pk).update(
+            status=DeliveryStatus.FAILED,
+            error=f"gave up after {MAX_DELIVERY_ATTEMPTS} attempts; last: {delivery.error}"[:2000],
+        )
+        return DeliveryStatus.FAILED
     handler = github_events.HANDLERS[delivery.event]
     try:
         result = handler.handle(delivery.payload)

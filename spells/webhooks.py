@@ -30,7 +30,8 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
     if not secret or not header.startswith("sha256="):
         return False
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)  # constant time
+    # Bytes, not str: compare_digest refuses non-ASCII str (a forged header would be a 500).
+    return hmac.compare_digest(expected.encode(), header.encode("utf-8", "surrogateescape"))
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:

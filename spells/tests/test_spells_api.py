@@ -433,11 +433,6 @@ def test_export_leaves_out_rejected_spells_unless_asked(spell_file):
     assert [s["slug"] for s in data["spells"]] == ["quuxlib-missing"]
 
 
-@pytest.mark.xfail(
-    reason="spells_export names a spell without a slug 'spell-<pk>' but never stores that slug, "
-    "so importing the export into the same database duplicates every such spell",
-    strict=True,
-)
 def test_export_then_import_does_not_duplicate_spells_without_a_slug(tmp_path):
     make_spell("Made in the admin", patterns=((REFUSED, "ECONNREFUSED 127.0.0.1:5432"),))
     make_spell("Drafted by the LLM", status=SpellStatus.DRAFT, auto_generated=True)
@@ -479,11 +474,6 @@ def test_import_with_nothing_to_import_is_a_command_error():
         run("import_spells")
 
 
-@pytest.mark.xfail(
-    reason="import_spells catches OSError and SpellFileError only; library.format_for_path "
-    "raises a plain ValueError for an unknown extension, which escapes as a traceback",
-    strict=True,
-)
 def test_import_of_a_file_with_an_unknown_extension_is_a_command_error(tmp_path):
     path = tmp_path / "spells.txt"
     path.write_text(SPELL_FILE)

@@ -426,11 +426,6 @@ def test_it_rejects_a_missing_or_malformed_signature(client, signature):
     assert WebhookDelivery.objects.count() == 0
 
 
-@pytest.mark.xfail(
-    reason="webhooks.signature_ok compares str digests with hmac.compare_digest, which raises "
-    "TypeError on non-ASCII input (a 500 instead of 401)",
-    strict=True,
-)
 def test_it_rejects_a_non_ascii_signature_with_401(client):
     response = post_hook(client, "ping", fixture_body("ping__ping"), signature="sha256=" + "é" * 64)
     assert response.status_code == 401
@@ -661,11 +656,6 @@ def test_pull_request_synchronize_refreshes_the_pr_and_answers_with_what_is_know
     assert PullRequest.objects.count() == 1
 
 
-@pytest.mark.xfail(
-    reason="github_events.handle_pull_request attaches builds by commit sha only, so a build of "
-    "another repository (a fork shares the sha) gets this repository's PR number",
-    strict=True,
-)
 def test_pull_request_attaches_only_builds_of_its_own_repository(deliver, github):
     route_pr_files(github)
     fork_build = Build.objects.create(repository="mira-okafor/widget-service", commit_sha=HEAD_SHA)
@@ -736,11 +726,6 @@ def test_secondary_rate_limit_honours_retry_after(deliver, github):
     assert 20 < wait <= 31
 
 
-@pytest.mark.xfail(
-    reason="spells.tasks.process_delivery: once attempts pass MAX_DELIVERY_ATTEMPTS it returns "
-    "without marking the delivery failed, and the sweeper skips it: it stays 'received' forever",
-    strict=True,
-)
 def test_a_delivery_that_keeps_being_rate_limited_ends_failed(deliver, github):
     from spells.tasks import MAX_DELIVERY_ATTEMPTS, process_delivery
 

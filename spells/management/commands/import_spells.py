@@ -28,7 +28,7 @@ class Command(BaseCommand):
                 defs.extend(library.load_starter_library())
             for path in options["files"]:
                 defs.extend(library.load_spell_file(path))
-        except (OSError, library.SpellFileError) as exc:
+        except (OSError, ValueError) as exc:  # SpellFileError is a ValueError too
             raise CommandError(str(exc)) from exc
         if not defs:
             raise CommandError("Nothing to import: give files or --starter.")
