@@ -821,4 +821,4 @@ def test_what_the_analyzer_keeps_is_bounded_whatever_the_log_size():
     assert len(analyzer._blocks) <= logparse._MAX_BLOCKS
     assert all(len(b.lines) <= logparse._MAX_BLOCK_STORE for b in analyzer._blocks.values())
     assert len(analyzer._candidates) + len(analyzer._recent_candidates) <= logparse._MAX_CANDIDATES
-    assert result.primary_error.line == 1
+    assert result.excerpt.start <= result.primary_error.line <= result.excerpt.end
