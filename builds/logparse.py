@@ -21,6 +21,7 @@ No Django in here: the ``builds`` services, the ``summarize_log`` command and ``
 from __future__ import annotations
 
 import gzip
+import io
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -60,7 +61,7 @@ _MAX_BLOCKS = 48
 _MAX_CANDIDATES = 600
 _MAX_STEP_HEADER = 300
 _TAIL_BYTES = 8192
-_FAILED_SECTION_BONUS = 25
+_FAILED_SECTION_BONUS = 40  # a step that did not fail did not cause the failure
 _RECENCY_BONUS = 10
 _RECENCY_BLOCKS = 2
 _RECENCY_MIN_SCORE = 40  # lines a GitHub Actions "##[group]Run" header may span
@@ -518,7 +519,8 @@ def _h_dotnet(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | 
 
 
 def _h_exit(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
-    if m.group("code") in ("0", None):
+    codes = [v for k, v in m.groupdict().items() if k.startswith("code") and v is not None]
+    if not codes or codes[0] == "0":
         return _Cls(NONE, "", 0, F_NOISE, "exit-0")
     return None
 
@@ -618,6 +620,21 @@ _RULES: list[_Rule] = [
     ),
     _rule(
         "gitlab-job-failed", r"^ERROR: Job failed\b", NONE, "", 0, F_NOISE | F_TERM, ("job failed",)
+    ),
+    # Step-failure markers of other CI systems: Azure Pipelines ("Bash exited with code '1'."),
+    # CircleCI ("Exited with code exit status 1"), Buildkite, TeamCity ("Process exited with code 1").
+    _rule(
+        "ci-step-exit",
+        r"^(?:(?:Bash|Cmd(?:\.exe)?|PowerShell|pwsh|Python|Node) exited with code '?(?P<code>\d+)'?"
+        r"|Exited with code (?:exit status )?(?P<code2>\d+)"
+        r"|(?:\S+ )?Error: The command exited with status (?P<code3>-?\d+)"
+        r"|Process exited with code (?P<code4>-?\d+))",
+        NONE,
+        "",
+        0,
+        F_NOISE | F_TERM,
+        ("exited with",),
+        _h_exit,
     ),
     _rule(
         "jenkins-step-failed",
@@ -2025,6 +2042,8 @@ class LogAnalyzer:
             ann = m.group("a") or m.group("b")
             text = text[m.end() :]
             if ann in ("group", "section"):
+                if ann == "section" and text.startswith("Starting: "):
+                    return _Cls(NONE, "", 0, F_SECTION, "azure-step"), text  # Azure Pipelines step
                 if text.startswith("Run "):
                     if not probe:
                         self._step_header_until = line_no + _MAX_STEP_HEADER
@@ -2541,11 +2560,19 @@ def analyze_stream(stream: BinaryIO | TextIO, *, chunk_size: int = CHUNK_BYTES) 
 
 
 def analyze_path(path: str | Path) -> LogAnalysis:
-    """Analyse a log file; gzip-compressed files are recognised by their magic bytes."""
+    """Analyse a log file.
+
+    gzip is recognised by its magic bytes (whatever the file is called); UTF-16 logs (Windows
+    agents redirecting PowerShell output) by their byte-order mark. Everything else is read as
+    UTF-8, invalid bytes replaced.
+    """
     with open(path, "rb") as raw:
         magic = raw.read(2)
         raw.seek(0)
         if magic == b"\x1f\x8b":
             with gzip.open(raw, "rb") as gz:
                 return analyze_stream(gz)  # type: ignore[arg-type]
+        if magic in (b"\xff\xfe", b"\xfe\xff"):
+            with io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="") as text:
+                return analyze_stream(text)
         return analyze_stream(raw)

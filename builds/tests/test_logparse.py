@@ -822,3 +822,59 @@ def test_what_the_analyzer_keeps_is_bounded_whatever_the_log_size():
     assert all(len(b.lines) <= logparse._MAX_BLOCK_STORE for b in analyzer._blocks.values())
     assert len(analyzer._candidates) + len(analyzer._recent_candidates) <= logparse._MAX_CANDIDATES
     assert result.excerpt.start <= result.primary_error.line <= result.excerpt.end
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "##[error]Bash exited with code '1'.",  # Azure Pipelines
+        "Exited with code exit status 1",  # CircleCI
+        "\U0001f6a8 Error: The command exited with status 1",  # Buildkite
+        "Process exited with code 1",  # TeamCity
+        "##[error]Process completed with exit code 1.",  # GitHub Actions
+        'The command "make test" exited with 2.',  # Travis CI
+        "ERROR: Job failed: exit code 1",  # GitLab CI
+        "Build step 'Execute shell' marked build as failure",  # Jenkins
+    ],
+)
+def test_ci_step_failure_markers_are_noise_that_mark_the_step_failed(marker):
+    log = "\n".join(
+        [
+            "##[section]Starting: Lint",
+            "ERROR: flake8 not installed, skipping",
+            "##[section]Starting: Test",
+            "Checking bundle size",
+            "Bundle is 912 kB, budget is 500 kB",
+            marker,
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.error_count == 1  # the marker itself is not an error line
+    # The failed step's last message beats an error printed by a step that went on fine.
+    assert result.primary_error.line == 5
+
+
+def test_azure_pipelines_failed_step_wins():
+    log = "\n".join(
+        [
+            "##[section]Starting: Restore",
+            "error: optional feed unreachable, continuing",
+            "##[section]Starting: Test",
+            "error: 3 tests failed in OrdersTests",
+            "##[error]Bash exited with code '1'.",
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 4
+
+
+def test_utf16_logs_from_windows_agents(tmp_path):
+    path = tmp_path / "build.log"
+    path.write_bytes(
+        "\ufeffBuilding...\r\nC:\\src\\app\\main.cpp(12): error C2065: 'x': undeclared identifier\r\n".encode(
+            "utf-16-le"
+        )
+    )
+    result = analyze_path(path)
+    assert result.total_lines == 2
+    assert result.primary_error.line == 2
+    assert result.primary_error.kind == "compiler"
