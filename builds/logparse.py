@@ -5,7 +5,8 @@ The analyzer reads a log once, in chunks, in constant memory, and reports:
 - error and warning lines (1-based line numbers over the log split on ``\\n``), with exact counts
   and the first :data:`MAX_FINDINGS` of each kept;
 - test failures from runner-aware parsers (pytest, unittest, Jest, Mocha, cargo test, go test,
-  JUnit/Maven Surefire, Gradle, RSpec, gtest, TAP);
+  JUnit/Maven Surefire, Gradle, RSpec, PHPUnit, ExUnit, ScalaTest, gtest, Bazel, dotnet, TAP);
+  compiler, linter and dependency-resolution errors are recognised and given a ``kind``;
 - the single most likely failure line (``primary_error``) and the contiguous block of lines
   that best explains the failure (``excerpt``).
 
@@ -14,6 +15,12 @@ byte chunk finds the few lines that mention anything failure-like; only those li
 cleaned and classified. After an error line the analyzer switches to line-by-line mode for as
 long as the following lines continue it (stack frames, indented details), so excerpts and
 multi-line test reports are seen whole, then jumps again.
+
+How it picks the primary error: each error line gets a score from the rule that recognised it
+(a compiler error or a test report says more than "make: *** Error 1"), plus a bonus when the
+CI step it belongs to failed and when it sits in the last error blocks before that failure.
+Known wrapper noise (``##[error]Process completed with exit code 1``, Maven's help footer) is
+never an error. See ``LogAnalyzer._choose_primary``.
 
 No Django in here: the ``builds`` services, the ``summarize_log`` command and ``bench/`` use it.
 """
@@ -59,12 +66,13 @@ _MAX_BLOCK_SPAN = 5000  # a block never swallows more than this many lines
 _MAX_GAP = 2  # non-continuation lines that close a block
 _MAX_BLOCKS = 48
 _MAX_CANDIDATES = 600
-_MAX_STEP_HEADER = 300
-_TAIL_BYTES = 8192
+_MAX_STEP_HEADER = 300  # lines a GitHub Actions "##[group]Run" header (script, env) may span
+_TAIL_BYTES = 8192  # end of the previous chunk kept for looking back across chunk boundaries
+# Primary error scoring (see LogAnalyzer._choose_primary).
 _FAILED_SECTION_BONUS = 40  # a step that did not fail did not cause the failure
-_RECENCY_BONUS = 10
+_RECENCY_BONUS = 10  # for errors in the last blocks before the step failed
 _RECENCY_BLOCKS = 2
-_RECENCY_MIN_SCORE = 40  # lines a GitHub Actions "##[group]Run" header may span
+_RECENCY_MIN_SCORE = 40  # wrappers and summaries do not count as "the last blocks"
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,10 +458,6 @@ def _h_named_failure(runner: str, capture: str | None = "next") -> _Handler:
 
 def _h_rspec_list(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
     a._add_failure("rspec", m.group("test").strip(), "", line, file=m.group("file"))
-    return None
-
-
-def _h_rspec_failure_error(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
     return None
 
 
@@ -929,7 +933,6 @@ _RULES: list[_Rule] = [
         0,
         F_CONT,
         ("failure/error",),
-        _h_rspec_failure_error,
     ),
     _rule(
         "rspec-list",
@@ -1824,7 +1827,6 @@ class LogAnalyzer:
         self._warnings: list[tuple[int, str, str]] = []
         self._failures: list[list[Any]] = []  # [runner, test, message, line, file]
         self._failure_index: dict[tuple[str, str], list[Any]] = {}
-        self._failure_count = 0
 
         self._section = 0
         self._failed_sections: set[int] = set()
@@ -1837,7 +1839,7 @@ class LogAnalyzer:
 
         # parser context
         self._ctx_pytest = False
-        self._ctx_list = ""  # "mocha" | "rspec": numbered failure entries follow
+        self._ctx_list = ""  # "mocha" | "rspec" | "phpunit": numbered failure entries follow
         self._ctx_maven_results = False
         self._jest_file: str | None = None
         self._pending: _Pending | None = None
@@ -1850,9 +1852,8 @@ class LogAnalyzer:
         self._frames_for: _Candidate | None = None
         self._last_exc_candidate: _Candidate | None = None
         self._tb_ignored = False  # "Exception ignored in ...": the next traceback failed nothing
-        self._tb_secondary = (
-            False  # "During handling of the above exception ...": the next one is secondary
-        )
+        # "During handling of the above exception ...": the next exception is secondary.
+        self._tb_secondary = False
         self._scope_order = 0  # first candidate printed since the last test-class result
 
     # ---- feeding ----------------------------------------------------------------------------
@@ -2284,7 +2285,6 @@ class LogAnalyzer:
                 if file and not existing[4]:
                     existing[4] = file
                 return
-        self._failure_count += 1
         record = [runner, test, message[:MAX_TEXT_CHARS], line, file]
         if len(self._failures) < MAX_FINDINGS:
             self._failures.append(record)
