@@ -2424,9 +2424,7 @@ class LogAnalyzer:
 
     # ---- result ----------------------------------------------------------------------------------------
 
-    def _choose_primary(
-        self, pool: list[_Candidate], fp: Callable[[_Candidate], str]
-    ) -> _Candidate | None:
+    def _choose_primary(self, pool: list[_Candidate]) -> _Candidate | None:
         """The most likely failure line.
 
         Score = how telling the line is (compiler error > test failure > generic error > wrapper),
@@ -2483,7 +2481,7 @@ class LogAnalyzer:
                 fp_cache[k] = _fingerprint(c.text, kind=c.kind, frames=c.frames)
             return fp_cache[k]
 
-        primary_cand = self._choose_primary(pool, fp)
+        primary_cand = self._choose_primary(pool)
 
         errors = [Finding(c.line, c.text, fp(c), c.kind) for c in self._errors]
         warnings = [
