@@ -390,8 +390,12 @@ class TestRun:
         return 0 if self.passed else max(1, len(self.failures))
 
 
-def _test_env() -> dict[str, str]:
+def _test_env(argv: list[str] | None = None) -> dict[str, str]:
     env = child_env()
+    if argv and argv[0] in ("python", "python3", "pytest") and not _setting("AUTOFIX_PYTHON", ""):
+        # Grimoire's own interpreter: its pytest plugins (pytest-django, ...) are Grimoire's,
+        # not the project's, and must not load into the project's test run.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env.update(
         {
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -415,7 +419,7 @@ def run_command(
 ) -> TestRun:
     """Run argv (no shell) in cwd; kill its whole process group at the time limit or when the
     output passes max_output bytes. stdout and stderr are merged, as a CI log would show them."""
-    env = _test_env() if env is None else env
+    env = _test_env(argv) if env is None else env
     started = time.monotonic()
     try:
         exe = resolve_argv(argv, env)
