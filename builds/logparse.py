@@ -321,6 +321,9 @@ class _Cls:
     match: re.Match[str] | None = None
 
 
+# A handler returns this when the line is not what its rule is about: later rules get a go.
+_SKIP = _Cls(NONE, "", 0, 0, "skip")
+
 _Handler = Callable[["LogAnalyzer", re.Match[str], int, str], "_Cls | None"]
 
 
@@ -371,7 +374,7 @@ def _h_pytest_header(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> 
 def _h_pytest_summary(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
     test = m.group("test")
     if "::" not in test and ".py" not in test:
-        return _Cls(NONE, "", 0, 0, "not-pytest")
+        return _SKIP
     msg = (m.group("msg") or "").strip()
     # The short summary names the node id; the FAILURES header names "Class.test". Merge them.
     a._add_failure("pytest", test, msg, line, alias=test.split("::", 1)[-1].replace("::", "."))
@@ -440,7 +443,7 @@ def _h_numbered(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls 
     if a._ctx_list == "rspec":
         a._add_failure("rspec", title, "", line, capture="rspec")
         return _Cls(ERROR, "test", 90, 0, "rspec-failure")
-    return _Cls(NONE, "", 0, 0, "numbered")
+    return _SKIP
 
 
 def _h_phpunit_section(a: LogAnalyzer, m: re.Match[str], line: int, text: str) -> _Cls | None:
@@ -1092,6 +1095,70 @@ _RULES: list[_Rule] = [
         _h_gtest,
     ),
     _rule("tap", r"^not ok \d+ (?:- )?(?P<test>.+)$", ERROR, "test", 80, 0, ("not ok",), _h_tap),
+    # C++: Catch2 ("tests/cart.cpp:42: FAILED:"), Boost.Test ('cart.cpp(42): error: in "cart/total": ...'),
+    # CTest's closing list ("  3 - unit_tests (Failed)").
+    _rule(
+        "catch2",
+        r"^(?P<test>\S+\.\w+:\d+): FAILED:$",
+        ERROR,
+        "test",
+        90,
+        F_OPEN,
+        ("failed:",),
+        _h_named_failure("catch2"),
+    ),
+    _rule(
+        "boost-test",
+        r'^\S+\(\d+\): (?:fatal )?error:? in "(?P<test>[^"]+)": ',
+        ERROR,
+        "test",
+        90,
+        0,
+        ("error",),
+        _h_named_failure("boost", capture=None),
+    ),
+    _rule(
+        "ctest",
+        r"^\s+\d+ - (?P<test>\S+) \((?:Failed|SEGFAULT|Timeout|Subprocess aborted|Exception|Child aborted)\)",
+        ERROR,
+        "test",
+        70,
+        0,
+        ("failed)", "segfault)", "timeout)", "aborted)", "exception)"),
+        _h_named_failure("ctest", capture=None),
+    ),
+    # R testthat ("── Failure (test-cart.R:12:3): totals include VAT ──"), Julia ("Test Failed at x.jl:12").
+    _rule(
+        "testthat",
+        r"^\u2500\u2500 (?:Failure|Error) \((?P<file>[^:)]+):\d+(?::\d+)?\): (?P<test>.+?) \u2500+$",
+        ERROR,
+        "test",
+        90,
+        F_OPEN,
+        ("failure (", "error ("),
+        _h_named_failure("testthat"),
+    ),
+    _rule(
+        "julia-test",
+        r"^(?:Test Failed|Error During Test) at (?P<test>\S+:\d+)",
+        ERROR,
+        "test",
+        90,
+        F_OPEN,
+        ("test failed at", "error during test"),
+        _h_named_failure("julia"),
+    ),
+    # .NET runners: xUnit console ("[FAIL] Ns.Class.Test"), NUnit ("1) Failed : Ns.Class.Test").
+    _rule(
+        "xunit-nunit",
+        r"^\s*(?:\[FAIL\]|\d+\) Failed :) (?P<test>[\w.+<>`]+)",
+        ERROR,
+        "test",
+        85,
+        0,
+        ("[fail]", "failed :"),
+        _h_named_failure("dotnet"),
+    ),
     _rule(
         "dotnet-test",
         r"^\s*Failed (?P<test>[\w.]+) \[[\d.< ]+\w*\]$",
@@ -2083,7 +2150,7 @@ class LogAnalyzer:
             if rule.handler is not None and not probe:
                 override = rule.handler(self, m, line_no, head)
                 if override is not None:
-                    if override.rule in ("not-pytest",):
+                    if override is _SKIP:
                         continue
                     cls = override
             result = cls

@@ -422,6 +422,42 @@ def test_failures_list_is_capped_but_keeps_the_first_ones():
             "pytest",
             "tests/test_a.py::TestX::test_y",
         ),
+        (
+            "/src/tests/cart.cpp:42: FAILED:\n  REQUIRE( total == 121 )\n",
+            "catch2",
+            "/src/tests/cart.cpp:42",
+        ),
+        (
+            '/src/cart.cpp(42): error: in "cart/total": check total == 121 has failed\n',
+            "boost",
+            "cart/total",
+        ),
+        ("The following tests FAILED:\n\t  3 - unit_tests (Failed)\n", "ctest", "unit_tests"),
+        (
+            "\u2500\u2500 Failure (test-cart.R:12:3): totals include VAT \u2500\u2500\u2500\u2500\n",
+            "testthat",
+            "totals include VAT",
+        ),
+        (
+            "Test Failed at /ci/pkg/test/runtests.jl:12\n  Expression: x == 1\n",
+            "julia",
+            "/ci/pkg/test/runtests.jl:12",
+        ),
+        (
+            "    [FAIL] Shop.Tests.CartTests.TotalIncludesVat\n",
+            "dotnet",
+            "Shop.Tests.CartTests.TotalIncludesVat",
+        ),
+        (
+            "  1) Failed : Shop.Tests.CartTests.Total\n  Expected: 121\n",
+            "dotnet",
+            "Shop.Tests.CartTests.Total",
+        ),
+        (
+            "  Failed Shop.Tests.CartTests.Total [12 ms]\n  Error Message:\n",
+            "dotnet",
+            "Shop.Tests.CartTests.Total",
+        ),
     ],
 )
 def test_other_test_result_lines(text, runner, test):
