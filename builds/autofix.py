@@ -196,8 +196,8 @@ ALLOWED_PREFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 DEFAULT_COMMANDS: dict[str, list[str]] = {
     "pytest": ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-    "jest": ["npx", "--no-install", "jest", "--ci", "--colors=false"],
-    "mocha": ["npx", "--no-install", "mocha", "--no-colors"],
+    "jest": ["npx", "--no-install", "jest", "--ci"],
+    "mocha": ["npx", "--no-install", "mocha"],
     "node": ["node", "--test"],
     "cargo": ["cargo", "test", "--color", "never"],
     "go": ["go", "test", "./..."],
@@ -362,6 +362,9 @@ def resolve_argv(argv: list[str], env: dict[str, str]) -> list[str]:
     found = shutil.which(program, path=env.get("PATH"))
     if found is None:
         raise FileNotFoundError(f"{program!r} is not installed (not found on PATH)")
+    if program == "npx" and "--no-install" not in argv[1:2]:
+        # Only the project's own runner: never download a package from the registry to run it.
+        return [found, "--no-install", *argv[1:]]
     return [found, *argv[1:]]
 
 
@@ -2108,7 +2111,9 @@ def _iterate(state: _State, number: int) -> AutofixRun | None:
         failures=_failures_json(current),
     )
     run.iteration_count = number
-    _save(run, "iteration_count")
+    # The heartbeat: a run whose claimed_at stops moving is what the sweeper calls stuck.
+    run.claimed_at = timezone.now()
+    _save(run, "iteration_count", "claimed_at")
     proposal = _propose(state, iteration)
     iteration.explanation = redact(proposal.explanation)
     iteration.patch = proposal.diff[:MAX_PATCH_CHARS]

@@ -829,6 +829,29 @@ def test_the_runner_is_detected_from_the_files(tmp_path, files, runner):
     assert autofix.detect_runner(tmp_path) == runner
 
 
+@pytest.mark.skipif(shutil.which("npx") is None, reason="npx is not installed")
+def test_npx_never_downloads_a_runner():
+    env = autofix._test_env(["npx", "jest"])
+    assert autofix.resolve_argv(["npx", "jest", "--ci"], env)[1:] == [
+        "--no-install",
+        "jest",
+        "--ci",
+    ]
+    assert autofix.resolve_argv(["npx", "--no-install", "mocha"], env)[1:] == [
+        "--no-install",
+        "mocha",
+    ]
+
+
+def test_python_commands_run_on_the_configured_interpreter(settings):
+    env = autofix._test_env(["pytest"])
+    assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"  # Grimoire's plugins stay out
+    assert autofix.resolve_argv(["pytest", "-q"], env) == [sys.executable, "-m", "pytest", "-q"]
+    settings.AUTOFIX_PYTHON = "/opt/project/.venv/bin/python"
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in autofix._test_env(["pytest"])
+    assert autofix.resolve_argv(["python", "-m", "pytest"], env)[0] == settings.AUTOFIX_PYTHON
+
+
 def test_run_command_caps_the_output_and_kills_the_process(tmp_path):
     write(
         tmp_path, {"test_loud.py": "def test_loud():\n    while True:\n        print('x' * 1000)\n"}
