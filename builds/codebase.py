@@ -190,7 +190,7 @@ def scan_codebase(root: str | Path, limits: Limits = Limits()) -> dict[str, Any]
             d
             for d in dirnames
             if d not in SKIP_DIRS
-            and not d.startswith(".")
+            and (not d.startswith(".") or d == ".github")
             and not os.path.islink(os.path.join(dirpath, d))
             and not d.endswith(".egg-info")
             and depth < limits.max_depth

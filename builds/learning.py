@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user
 from django.contrib.sessions.backends.base import SessionBase
 from django.shortcuts import get_object_or_404
 from django.utils.module_loading import import_string
@@ -35,11 +37,12 @@ class SessionIdAuthentication(BaseAuthentication):
             return None
         store_class: type[SessionBase] = import_string(settings.SESSION_ENGINE + ".SessionStore")
         store = store_class(session_key=str(session_id)[:100])
-        user_id = store.get("_auth_user_id") if store.exists(store.session_key or "") else None
-        if not user_id:
+        if not store.exists(store.session_key or ""):
             raise exceptions.AuthenticationFailed("session_id does not name a valid session.")
-        user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-        if user is None:
+        # django.contrib.auth.get_user also checks the session's auth hash, so a session ended by
+        # a password change no longer authenticates.
+        user = get_user(SimpleNamespace(session=store))
+        if not user.is_authenticated or not user.is_active:
             raise exceptions.AuthenticationFailed("session_id does not name a valid session.")
         return user, None
 

@@ -136,11 +136,12 @@ class BuildListCreateView(ListAPIView):
             )
             meta.is_valid(raise_exception=True)
             upload = request.FILES.get("log")
-            log = (
-                _gunzip_if_needed(iter(upload.chunks()), declared=upload.name.endswith(".gz"))
-                if upload
-                else None
-            )
+            if upload is not None:
+                log = _gunzip_if_needed(iter(upload.chunks()), declared=upload.name.endswith(".gz"))
+            elif isinstance(request.data.get("log"), str):
+                log = iter([request.data["log"].encode()])  # `curl -F log='text'`: a form field
+            else:
+                log = None
         else:
             meta = BuildCreateJsonInput(data=request.data)
             meta.is_valid(raise_exception=True)

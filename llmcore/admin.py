@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -194,8 +195,31 @@ class LLMOutputAdmin(admin.ModelAdmin):
         self.message_user(request, "Marked thumbs down.")
 
 
+class PromptTemplateForm(forms.ModelForm):
+    class Meta:
+        model = PromptTemplate
+        fields = (
+            "name",
+            "description",
+            "system_prompt",
+            "body",
+            "output_format",
+            "json_schema",
+            "model",
+            "max_tokens",
+            "temperature",
+            "is_live",
+        )
+
+    def validate_constraints(self) -> None:
+        # Saving never edits a row in place: save_model stores a new version and moves the live
+        # label, so the one-live-version constraint cannot be judged on the unsaved form.
+        return None
+
+
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
+    form = PromptTemplateForm
     list_display = (
         "name",
         "version",

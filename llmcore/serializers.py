@@ -162,6 +162,8 @@ class RegenerateInput(serializers.Serializer):
     context = serializers.DictField(required=False, default=dict)
     model = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
 
+    validate_context = JobSubmitInput.validate_context
+
     def validate(self, attrs: dict) -> dict:
         if not attrs["context"] and not attrs["model"]:
             raise serializers.ValidationError(

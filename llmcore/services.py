@@ -500,6 +500,17 @@ def llm_output_rerun(*, output: LLMOutput, user: Any) -> LLMOutput:
         return _follow_up(
             output, user=user, relation="re_run", template=output.template, context=output.context
         )
+    if output.source_prompt:
+        # Rendering the same source with the same context gives the same prompt, and keeps the
+        # source so the re-run can itself be regenerated later.
+        return _follow_up(
+            output,
+            user=user,
+            relation="re_run",
+            prompt=output.source_prompt,
+            system_prompt=output.source_system_prompt,
+            context=output.context,
+        )
     return _follow_up(
         output,
         user=user,
@@ -507,6 +518,7 @@ def llm_output_rerun(*, output: LLMOutput, user: Any) -> LLMOutput:
         prompt=output.prompt,
         system_prompt=output.system_prompt,
         render_prompt=False,
+        context=output.context,
     )
 
 
@@ -523,6 +535,10 @@ def llm_output_regenerate(
         return _follow_up(output, user=user, relation="regenerate", template=template, **changes)
     if not output.source_prompt:
         # Submitted pre-rendered: there is nothing to re-render, only a new model to try.
+        if context:
+            raise ValueError(
+                "context: this output's prompt was not built from a context; only the model can change"
+            )
         return _follow_up(
             output,
             user=user,

@@ -286,9 +286,10 @@ def output_action_page(request: HttpRequest, output_id, action: str) -> HttpResp
             context = json.loads(raw) if raw else {}
             if not isinstance(context, dict):
                 raise ValueError("context must be a JSON object")
-            new = _regenerate(
-                output, request.user, context=context, model=request.POST.get("model", "").strip()
-            )
+            model = request.POST.get("model", "").strip()
+            if not context and model in ("", output.requested_model):
+                raise ValueError("Change the model or the context to regenerate.")
+            new = _regenerate(output, request.user, context=context, model=model)
         else:
             raise Http404
     except (ApiError, ValueError) as exc:

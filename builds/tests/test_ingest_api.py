@@ -124,13 +124,6 @@ def test_it_ingests_a_gzipped_multipart_file(alice_client):
     assert stored_log(response.json()["id"]) == PYTEST_LOG.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="builds/views.py BuildListCreateView.post (multipart branch): only request.FILES['log'] "
-    "is read, so a log sent as a plain form field (curl -F log='...') is dropped and the build is "
-    "stored with an empty log and a 201 (fix: use request.data.get('log') when it is a str, or "
-    "answer 400 naming log)",
-)
 def test_a_multipart_log_sent_as_a_text_field_is_not_silently_dropped(alice_client):
     response = alice_client.post(
         URL, {"status": "failed", "log": "text as a form field\n"}, format="multipart"

@@ -614,11 +614,6 @@ def test_staff_can_re_run_anyones_output(alice, staff, staff_client):
     assert rerun.parent == original
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llm_output_rerun drops the context and source prompt of prompt jobs, so the "
-    "re-run's context is {} and a later regenerate cannot re-render it",
-)
 def test_a_re_run_of_a_prompt_job_keeps_its_context_for_a_later_regenerate(alice, alice_client):
     original = submit(alice, prompt="Explain {{error}}", context={"error": "old error"})
     rerun_id = alice_client.post(f"{OUTPUTS}/{original.pk}/re_run").json()["output_id"]
@@ -704,10 +699,6 @@ def test_regenerate_without_changes_is_a_400_and_writes_nothing(alice, alice_cli
     assert LLMOutput.objects.count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RegenerateInput.context has no size limit (JobSubmitInput checks MAX_CONTEXT_BYTES)",
-)
 def test_regenerate_with_an_oversized_context_is_a_400(alice, alice_client):
     original = finish(submit(alice))
     big = {"error": "x" * (MAX_CONTEXT_BYTES + 10)}
@@ -794,11 +785,6 @@ def test_generation_needs_a_token(anon_client):
     assert_error(anon_client.post(GENERATE, {"prompt": "x"}, format="json"), 401)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llm_output_regenerate accepts a new context for pre-rendered prompts (e.g. "
-    "/api/ai/generate) and silently ignores it: the new job is identical to the original",
-)
 def test_regenerate_with_a_context_a_pre_rendered_prompt_cannot_use_is_a_400(alice, alice_client):
     response = alice_client.post(GENERATE, {"prompt": "Parse a CSV file"}, format="json")
     original = LLMOutput.objects.get(pk=response.json()["output_id"])

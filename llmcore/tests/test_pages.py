@@ -351,11 +351,6 @@ def test_the_regenerate_form_rejects_a_bad_context_and_says_why(alice, context):
     assert messages and all(m != "Queued a new output." for m in messages)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output_action_page regenerates even when neither the model nor the context changed "
-    "(the API's RegenerateInput refuses that); the form is pre-filled with the current model",
-)
 def test_the_regenerate_form_with_nothing_changed_queues_nothing(alice):
     output = make_output(alice)
     post_form(
@@ -542,12 +537,6 @@ def test_adding_a_new_template_in_the_admin_starts_at_version_one(superuser):
     assert (template.version, template.is_live, template.created_by) == (1, True, superuser)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the admin form validates the llm_template_one_live constraint against the unsaved "
-    "instance, so adding a live template under an existing name fails validation although "
-    "save_model would store it as the next version",
-)
 def test_adding_a_template_under_an_existing_name_in_the_admin_makes_the_next_version(superuser):
     services.prompt_template_save(name="triage", body="Triage {{issue}}")
     client = browser(superuser)
