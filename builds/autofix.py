@@ -1511,6 +1511,14 @@ def source_excerpts(
     return excerpts
 
 
+_LANGUAGES = {".py": "python", ".rs": "rust", ".go": "go", ".ts": "typescript", ".tsx": "tsx"}
+
+
+def _fence_language(rel: str) -> str:
+    suffix = PurePosixPath(rel).suffix
+    return _LANGUAGES.get(suffix, "javascript" if suffix in (".js", ".mjs", ".cjs", ".jsx") else "")
+
+
 def build_prompt(
     *,
     command: list[str],
@@ -1546,7 +1554,10 @@ def build_prompt(
     head = redact("\n".join(parts))
     budget = max(2000, max_chars - len(head) - 500)
     excerpts = source_excerpts(root, test_run.output, runner, budget=budget)
-    files = [f"\n--- {rel} ({part}) ---\n{text}" for rel, part, text in excerpts]
+    files = [
+        f"\nFile {rel} ({part}):\n```{_fence_language(rel)}\n{text.rstrip()}\n```"
+        for rel, part, text in excerpts
+    ]
     prompt = head + "\n\nSource files:" + "".join(files) if files else head
     prompt += "\n\nAnswer with the JSON object only."
     return system, prompt[: max_chars + 1000]

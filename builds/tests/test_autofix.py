@@ -510,6 +510,35 @@ def test_a_runaway_test_command_is_killed_at_its_time_limit(provider, workspace_
     assert _dies(int(pid_files[0].read_text()))
 
 
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+@pytest.mark.django_db
+def test_a_cargo_project_ends_green_with_the_right_diff(provider, workspace_root):
+    lib = (
+        "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[cfg(test)]\nmod tests {\n"
+        "    use super::*;\n\n    #[test]\n    fn adds() {\n        assert_eq!(add(2, 3), 5);\n"
+        "    }\n}\n"
+    )
+    project = write(
+        workspace_root / "crate",
+        {
+            "Cargo.toml": '[package]\nname = "calc"\nversion = "0.1.0"\nedition = "2021"\n',
+            "src/lib.rs": lib,
+        },
+    )
+    fix = (
+        "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n"
+        " pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a + b\n }\n"
+    )
+    provider(patch_answer(fix))
+
+    run = start(project)
+
+    assert run.runner == "cargo"
+    assert run.failures_before[0]["test"] == "tests::adds"
+    assert run.status == AutofixStatus.SUCCEEDED, run.message
+    assert "a - b" in run.iterations.get().llm_output.prompt  # src/lib.rs, named by the panic
+
+
 def _dies(pid: int) -> bool:
     """True once the process is gone; SIGKILL is delivered at once but acted on asynchronously."""
     for _ in range(100):
@@ -867,6 +896,15 @@ def test_run_command_caps_the_output_and_kills_the_process(tmp_path):
     assert "output over 20000 bytes" in result.output
 
 
+def test_a_hanging_test_is_killed_at_the_time_limit(tmp_path):
+    write(tmp_path, {"test_hang.py": "def test_hang():\n    while True:\n        pass\n"})
+    result = autofix.run_tests(PYTEST, cwd=tmp_path, timeout=2, max_output=10_000)
+    assert result.timed_out
+    assert not result.passed
+    assert result.failures[0]["message"] == "the test command timed out"
+    assert "ran over its 2s time limit" in result.output
+
+
 def test_a_missing_program_is_reported_not_raised(tmp_path, settings):
     result = autofix.run_command(
         ["cargo-that-does-not-exist"], cwd=tmp_path, timeout=5, max_output=100
@@ -906,7 +944,7 @@ def test_the_prompt_is_bounded_and_redacts_secrets(tmp_path):
     assert secret not in prompt
     assert len(prompt) <= 21_000
     assert "test_add" in prompt and "assert -1 == 5" in prompt
-    assert "--- calc.py" in prompt
+    assert "File calc.py (first 1235 lines):\n```python\nTOKEN = '[REDACTED" in prompt
     assert ".env" not in prompt
     assert "Do not change test files" in system
 
