@@ -1940,7 +1940,10 @@ class LogAnalyzer:
         self.feed_bytes(text.encode("utf-8", "surrogatepass"))
 
     def feed_bytes(self, data: bytes) -> None:
-        """Feed an arbitrary piece of the raw log (lines may span calls)."""
+        """Feed an arbitrary piece of the raw log (lines may span calls).
+
+        The fastest way in: appended log chunks can be passed as they arrive.
+        """
         if self._pending_lines:
             self._flush_lines()
         if not data:
@@ -2611,7 +2614,11 @@ def analyze_text(text: str) -> LogAnalysis:
 
 
 def analyze_stream(stream: BinaryIO | TextIO, *, chunk_size: int = CHUNK_BYTES) -> LogAnalysis:
-    """Analyse a binary or text stream, reading it in chunks (constant memory)."""
+    """Analyse a binary or text stream, reading it in chunks (constant memory).
+
+    Prefer binary streams. A text stream must be opened with ``newline=""``: universal-newline
+    mode would turn the ``\r`` of progress bars into line breaks and shift every line number.
+    """
     analyzer = LogAnalyzer()
     while True:
         chunk = stream.read(chunk_size)
