@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +21,9 @@ from builds.models import AUTOFIX_FINISHED, AutofixIteration, AutofixRun, Autofi
 from grimoire.api import ApiError
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+)
 class CommandField(serializers.Field):
     """An argv list of strings, or one string split like a shell would (never run by one)."""
 
@@ -37,7 +40,7 @@ class CommandField(serializers.Field):
         return value
 
 
-class RunInput(serializers.Serializer):
+class AutofixRunInput(serializers.Serializer):
     projectId = serializers.CharField(
         required=False, max_length=100, help_text="A folder directly under WORKSPACE_ROOT."
     )
@@ -63,13 +66,13 @@ class RunInput(serializers.Serializer):
         return attrs
 
 
-class RunCreatedOutput(serializers.Serializer):
+class AutofixRunCreatedOutput(serializers.Serializer):
     run_id = serializers.UUIDField()
     status = serializers.CharField()
     url = serializers.CharField()
 
 
-class IterationOutput(serializers.ModelSerializer):
+class AutofixIterationOutput(serializers.ModelSerializer):
     llm_output_id = serializers.UUIDField(allow_null=True)
 
     class Meta:
@@ -97,9 +100,9 @@ class IterationOutput(serializers.ModelSerializer):
         ]
 
 
-class RunOutput(serializers.ModelSerializer):
+class AutofixRunOutput(serializers.ModelSerializer):
     run_id = serializers.UUIDField(source="id")
-    iterations = IterationOutput(many=True)
+    iterations = AutofixIterationOutput(many=True)
     tokens = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
     patch_url = serializers.SerializerMethodField()
@@ -171,12 +174,12 @@ def _visible_run(request: Request, run_id: Any, *, with_iterations: bool = False
 
 class QaRunView(APIView):
     @extend_schema(
-        request=RunInput,
-        responses={202: RunCreatedOutput},
+        request=AutofixRunInput,
+        responses={202: AutofixRunCreatedOutput},
         summary="Start an autofix run: test, fix, re-run in a scratch copy",
     )
     def post(self, request: Request) -> Response:
-        data = RunInput(data=request.data)
+        data = AutofixRunInput(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
         active = AutofixRun.objects.filter(
@@ -212,9 +215,9 @@ class QaRunView(APIView):
 
 
 class QaRunDetailView(APIView):
-    @extend_schema(responses=RunOutput, summary="An autofix run with its iterations")
+    @extend_schema(responses=AutofixRunOutput, summary="An autofix run with its iterations")
     def get(self, request: Request, run_id: Any) -> Response:
-        return Response(RunOutput(_visible_run(request, run_id, with_iterations=True)).data)
+        return Response(AutofixRunOutput(_visible_run(request, run_id, with_iterations=True)).data)
 
 
 class QaRunPatchView(APIView):
