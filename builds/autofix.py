@@ -1968,7 +1968,7 @@ def ask_llm(run: AutofixRun, *, system: str, prompt: str) -> Proposal:
         return Proposal(
             llm_output=output,
             unavailable=True,
-            error="only the offline placeholder answered (no LLM provider configured or up)",
+            error="only the offline placeholder answered: no LLM provider is configured or up",
         )
     parsed = response.parsed
     if parsed is None:
@@ -1991,7 +1991,11 @@ Progress = Callable[[str], None]
 
 
 def _failures_json(test_run: TestRun) -> list[dict[str, Any]]:
-    return test_run.failures[:200]
+    """The parsed failures as stored (a test may print a secret into its failure message)."""
+    return [
+        {**f, "test": redact(str(f.get("test", ""))), "message": redact(f.get("message") or "")}
+        for f in test_run.failures[:200]
+    ]
 
 
 def _improvement(before: int, after: int) -> float:
@@ -2138,7 +2142,7 @@ def _iterate(state: _State, number: int) -> AutofixRun | None:
         done_iteration()
         notes = missing_dependency_notes(current.output, scratch.path)
         message = (
-            f"No LLM provider answered ({proposal.error}) and the heuristic fallback knows no "
+            f"No fix from an LLM ({proposal.error}), and the heuristic fallback knows no "
             "deterministic fix for these failures."
         )
         if notes:

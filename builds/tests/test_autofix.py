@@ -617,7 +617,7 @@ def test_without_a_provider_or_a_known_fix_the_run_says_so(provider, workspace_r
 
     assert run.status == AutofixStatus.FAILED
     assert run.stop_reason == AutofixStopReason.LLM_UNAVAILABLE
-    assert "No LLM provider answered" in run.message
+    assert "No fix from an LLM (only the offline placeholder answered" in run.message
     assert run.final_patch == ""
 
 
