@@ -281,6 +281,26 @@ def test_the_right_diff_makes_the_tests_pass_and_the_patch_fixes_the_bug(
 
 
 @pytest.mark.django_db
+def test_secrets_printed_by_the_tests_are_neither_stored_nor_sent(provider, workspace_root):
+    secret = "ghp_" + "Q7" * 18
+    project = python_project(workspace_root)
+    (project / "tests/test_calc.py").write_text(
+        CALC_TESTS.replace("== 5\n", f"== 5, 'token={secret}'\n")
+    )
+    transport = provider(patch_answer(CALC_FIX))
+
+    run = start(project)
+
+    assert run.status == AutofixStatus.SUCCEEDED
+    stored = json.dumps(
+        [run.output_before, run.failures_before, run.iterations.get().llm_output.prompt]
+    )
+    assert "REDACTED" in stored
+    assert secret not in stored
+    assert all(secret not in r.content.decode() for r in transport.requests)
+
+
+@pytest.mark.django_db
 def test_garbage_answers_stop_the_loop_cleanly_with_the_reason(provider, workspace_root):
     project = python_project(workspace_root)
     before = snapshot(project)
