@@ -58,7 +58,9 @@ MAX_FINDINGS = 200  # errors, warnings and failures kept each; the counts stay e
 MAX_EXCERPT_LINES = 60
 MAX_TEXT_CHARS = 2000  # stored text of one line; a minified bundle on one line stays bounded
 CHUNK_BYTES = 1 << 20
-_MAX_CLASSIFY_CHARS = 4000
+_MAX_CLASSIFY_CHARS = (
+    1000  # rules look at a line's start: an error is said early, long lines are slow
+)
 _MAX_LINE_BYTES = 64 * 1024  # a "line" longer than this is cut (still counted as one line)
 _MAX_BLOCK_STORE = 200  # lines of text kept per block (a longer run is split)
 _MAX_EXCERPT_LINE_CHARS = 500  # an excerpt line longer than this is cut: blocks stay small
@@ -163,6 +165,7 @@ class LogAnalysis:
 _ANSI_RE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\[[0-9;]{1,12}m|\[\?25[hl]"
 )
+_ANSI_REMNANT_RE = re.compile(r"\[(?:[0-9;]{1,12}m|\?25[hl])")
 # GitLab collapsible sections and Travis folds/timers are markup, not output.
 _CI_MARKER_RE = re.compile(
     r"(?:section_(?:start|end):\d+:[\w.\-]+(?:\[[^\]\r]*\])?|travis_(?:fold|time):[^\r\n]*?)(?=\r|$)"
@@ -190,8 +193,10 @@ def clean_line(raw: str) -> str:
     GitLab/Travis section markers, the ``\\r`` of ``\\r\\n`` and everything a ``\\r`` overwrote
     (progress bars: the last non-empty segment is what stayed on screen).
     """
-    if "\x1b" in raw or "[" in raw:
+    if "\x1b" in raw:
         raw = _ANSI_RE.sub("", raw)
+    elif "[" in raw:
+        raw = _ANSI_REMNANT_RE.sub("", raw)
     if "section_" in raw or "travis_" in raw:
         raw = _CI_MARKER_RE.sub("", raw)
     m = _TIMESTAMP_RE.match(raw)
@@ -208,7 +213,8 @@ def clean_line(raw: str) -> str:
 
 # Explicit log levels that make a line neither an error nor a warning, or at most a warning.
 _QUIET_TAG_RE = re.compile(
-    r"^\s*(?:\[(?:INFO|DEBUG|TRACE|NOTICE|FINE)\]|(?:INFO|DEBUG|TRACE)(?::|\s+-\s|\s))"
+    # "[INFO] ...", "INFO: ...", and logger lines like "[main] INFO com.acme.Foo - ..."
+    r"^\s*(?:\[[^\]\s]{1,40}\]\s+)?(?:\[(?:INFO|DEBUG|TRACE|NOTICE|FINE)\]|(?:INFO|DEBUG|TRACE)(?::|\s+-\s|\s))"
 )
 _WARNING_TAG_RE = re.compile(
     r"^\s*(?:\[(?:WARNING|WARN)\]|(?:WARNING|WARN|Warning|warning)(?:\[[\w\-]+\])?:|npm (?:WARN|warn)\b|W: |DEPRECATION:)"
@@ -1755,19 +1761,71 @@ _SAYS_ONLY_FAILED_RE = re.compile(
 )
 
 # Lines that only look like errors: zero counts, options, identifiers, passing results.
-_BENIGN_RE = re.compile(
-    r"(?:\b0 (?:errors?|failures?|failed|failing|problems?)\b|\b(?:errors?|failures?|failed)\s*[:=]?\s*0\b(?![.\d])"
-    r"|-Werror|--fail|fail[-_]fast|continue-on-error|if-no-files-found|ignore[-_]?errors?|error[-_.]?(?:log|prone|page)\b"
-    r"|\b(?:PASSED|PASS|passed|\u2713|\u2714)\s*(?:\[|\(|$)|(?:\.\.\.|\s-)\s*(?:ok|OK)$|^ok\s+\S+\s+[\d.]+s"
-    r"|\bno errors?\b|\bwithout errors?\b|Error(?:s|Handler|Boundary)\.\w+"
+_BENIGN_TAIL_RE = re.compile(
+    r"(?:\b(?:PASSED|PASS|passed)|\u2713|\u2714)\s*$|(?:\.\.\.|\s-)\s*(?:ok|OK)$"
     # a statistics row whose value is zero: "Failed distributed compilations        0"
-    r"|\s{2,}0(?:\.0+)?\s?%?$)",
+    r"|\s\s0(?:\.0+)? ?%?$"
 )
+_ZERO_COUNT_RE = re.compile(
+    r"\b0 (?:errors?|failures?|failed|failing|problems?)\b|\b(?:errors?|failures?|failed)\s*[:=]?\s*0\b(?![.\d])",
+    re.IGNORECASE,
+)
+_PASSED_RE = re.compile(r"(?:\b(?:PASSED|PASS|passed)|\u2713|\u2714)\s*[\[(]|^ok\s+\S+\s+[\d.]+s")
+_BENIGN_WORDS = (
+    "-werror",
+    "--fail",
+    "fail-fast",
+    "fail_fast",
+    "continue-on-error",
+    "if-no-files-found",
+    "ignore-error",
+    "ignore_error",
+    "ignoreerror",
+    "error-log",
+    "error_log",
+    "error.log",
+    "errorprone",
+    "error-prone",
+    "error-page",
+    "error_page",
+    "no error",
+    "without error",
+)
+_ERROR_IDENTIFIER_RE = re.compile(r"\bError(?:s|Handler|Boundary)\.\w")  # ErrorHandler.java
+
+
+def _benign(head: str, low: str) -> bool:
+    """Lines that only look like errors: zero counts, options, identifiers, passing results.
+
+    Cheap checks first (this runs on every generic-looking line of a log)."""
+    if _BENIGN_TAIL_RE.search(head[-48:]):
+        return True
+    if any(word in low for word in _BENIGN_WORDS):
+        return True
+    if "0" in head and _ZERO_COUNT_RE.search(head):
+        return True
+    if "error" in low and _ERROR_IDENTIFIER_RE.search(head):
+        return True
+    return (
+        "pass" in low or "ok" in low or "\u2713" in low or "\u2714" in low
+    ) and _PASSED_RE.search(head) is not None
+
+
 # A leading "[info]"/"[ERROR]" tag is not part of a captured test failure message.
 _LEVEL_TAG_RE = re.compile(r"^\[(?:info|error|warn|INFO|ERROR|WARN(?:ING)?)\]\s*")
 
 # Failing to upload artifacts/metrics or to use a build cache rarely fails a build: these
 # lines come from post-processing (often after the real failure) and mislead when chosen.
+_POSTPROCESS_WORDS = (
+    "upload",
+    "publish",
+    "metric",
+    "stats",
+    "telemetry",
+    "cache",
+    "storage",
+    "write check",
+)
 _POSTPROCESS_RE = re.compile(
     r"\b(?:upload(?:ing|ed|s)?|publish(?:ing)? (?:metrics|stats|results)|(?:emit|send)(?:ting|ing)? (?:metrics|stats|telemetry)"
     r"|telemetry|(?:cache|storage) (?:write|read|upload)|write check failed)\b",
@@ -1811,6 +1869,11 @@ def _build_trigger_index() -> tuple[Any, tuple[tuple[int, ...], ...], tuple[int,
 
 
 _TRIGGER_SET, _TRIGGER_RULES, _ALWAYS = _build_trigger_index()
+# Rules that still matter on an INFO/DEBUG line: they record state (test summaries end a test
+# class's scope) or mark CI steps.
+_QUIET_RULES = frozenset(
+    i for i, r in enumerate(_RULES) if r.handler is not None or r.flags & (F_TERM | F_SECTION)
+)
 
 # A stack frame printed after its exception (JVM, Node, Ruby, Go).
 _FRAME_AFTER_RE = re.compile(r"^\s+(?:at |# \S+:\d+|\S+\.go:\d+)")
@@ -2141,9 +2204,11 @@ class LogAnalyzer:
         result: _Cls | None = None
         for i in sorted(candidates):
             rule = _RULES[i]
+            if quiet and i not in _QUIET_RULES:
+                continue  # an INFO line is never an error: only rules with side effects matter
             if rule.name in _GENERIC_RULES:
                 if benign is None:
-                    benign = _BENIGN_RE.search(head) is not None
+                    benign = _benign(head, low)
                 if benign:
                     continue
             m = rule.pattern.search(head)
@@ -2182,11 +2247,16 @@ class LogAnalyzer:
             result = self._traceback_exception(result)
         if result.flags & F_EXC and _OUTCOME_ONLY_RE.search(head):
             result.score = min(result.score, 45)
-        elif result.rule in _GENERIC_RULES and _SAYS_ONLY_FAILED_RE.match(head):
+        elif (
+            result.rule in _GENERIC_RULES
+            and low.rstrip().endswith(("failed", "failed!", "failed."))
+            and _SAYS_ONLY_FAILED_RE.match(head)
+        ):
             result.score = min(result.score, 40)
         if (
             result.level == ERROR
             and (result.rule in _GENERIC_RULES or result.rule == "annotation")
+            and any(word in low for word in _POSTPROCESS_WORDS)
             and _POSTPROCESS_RE.search(head)
         ):
             result.score = min(result.score, 30)
