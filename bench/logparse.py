@@ -254,6 +254,19 @@ def generate(path: Path, size_mb: int, seed: int = 7) -> int:
     return written
 
 
+def _real_logs(datasets: Path, workdir: Path) -> Path | None:
+    """The dev sets' failing logs concatenated into one file, or None (with a message)."""
+    logs = sorted((datasets / "cidiff-breakages").glob("**/fail.log")) if datasets.is_dir() else []
+    if not logs:
+        print(f"skip the real-log reality check: no cidiff-breakages logs under {datasets}")
+        return None
+    path = workdir / "real-failing-logs.log"
+    with path.open("wb") as out:
+        for log in logs:
+            out.write(log.read_bytes())
+    return path
+
+
 def _run(code: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -265,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="20,200", help="comma-separated sizes in MB")
     parser.add_argument("--keep", type=Path, help="write the generated logs here and keep them")
+    parser.add_argument(
+        "--datasets",
+        type=Path,
+        default=ROOT.parent / "shared" / "datasets",
+        help="development datasets: their failing logs, concatenated, are measured as a reality check",
+    )
     args = parser.parse_args(argv)
     if shutil.which("grep") is None:
         print("grep not found: the floor cannot be measured")
@@ -273,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="grimoire-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
+    real = None
     try:
+        real = _real_logs(args.datasets, workdir)
+        if real is not None:
+            ours = _run(_MEASURE_ANALYZE.format(root=str(ROOT), path=str(real)))
+            grep = _run(_MEASURE_GREP.format(path=str(real)))
+            real_row = (real.stat().st_size, ours, grep)
         for size in (int(s) for s in args.sizes.split(",")):
             path = workdir / f"mixed-{size}mb.log"
             if not path.exists():
@@ -303,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{grep_rate / ours_rate:>8.1f}x  "
             f"{ours['lines']} lines, {ours['errors']} errors, {ours['warnings']} warnings, "
             f"{ours['failures']} failures (grep counted {grep['count']} lines)"
+        )
+    if real is not None:
+        nbytes, ours, grep = real_row
+        mb = nbytes / 1e6
+        print(
+            f"\nReality check, real failing CI logs ({mb:.1f} MB, error-dense: long stack traces, many "
+            f"[ERROR] lines): analyze_path {mb / ours['seconds']:.1f} MB/s "
+            f"({mb / max(ours['cpu_seconds'], 1e-9):.1f} CPU), grep {mb / grep['seconds']:.1f} MB/s."
         )
     if rows:
         ours_rate = rows[-1][1] / 1e6 / rows[-1][2]["seconds"]
