@@ -1990,6 +1990,8 @@ class LogAnalyzer:
 
     def feed(self, line: str) -> None:
         """Feed one line (without its trailing newline)."""
+        if self._finished is not None:
+            raise RuntimeError("this log analysis is finished; start a new LogAnalyzer")
         if line.endswith("\n"):
             line = line[:-1]
         data = line.encode("utf-8", "surrogatepass") + b"\n"
@@ -2007,6 +2009,8 @@ class LogAnalyzer:
 
         The fastest way in: appended log chunks can be passed as they arrive.
         """
+        if self._finished is not None:
+            raise RuntimeError("this log analysis is finished; start a new LogAnalyzer")
         if self._pending_lines:
             self._flush_lines()
         if not data:

@@ -914,3 +914,13 @@ def test_utf16_logs_from_windows_agents(tmp_path):
     assert result.total_lines == 2
     assert result.primary_error.line == 2
     assert result.primary_error.kind == "compiler"
+
+
+def test_feeding_a_finished_analysis_is_an_error():
+    analyzer = LogAnalyzer()
+    analyzer.feed("error: boom")
+    analyzer.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        analyzer.feed("more")
+    with pytest.raises(RuntimeError, match="finished"):
+        analyzer.feed_bytes(b"more\n")
