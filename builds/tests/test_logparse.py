@@ -924,3 +924,27 @@ def test_feeding_a_finished_analysis_is_an_error():
         analyzer.feed("more")
     with pytest.raises(RuntimeError, match="finished"):
         analyzer.feed_bytes(b"more\n")
+
+
+def test_clang_fatal_error_and_linker_errors():
+    log = "\n".join(
+        [
+            "In file included from src/main.c:3:",
+            "src/net.h:9:10: fatal error: 'openssl/ssl.h' file not found",
+            "#include <openssl/ssl.h>",
+            "         ^~~~~~~~~~~~~~~",
+            "1 error generated.",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert (result.primary_error.line, result.primary_error.kind) == (2, "compiler")
+    assert result.excerpt.start == 1  # the "In file included from" header belongs to it
+
+    linked = analyze_text(
+        "cc -o app main.o net.o\n"
+        "/usr/bin/ld: main.o: in function `main':\n"
+        "main.c:(.text+0x1c): undefined reference to `net_connect'\n"
+        "collect2: error: ld returned 1 exit status\n"
+    )
+    assert linked.primary_error.line == 3
+    assert linked.primary_error.kind == "compiler"
