@@ -8,4 +8,4 @@ class BuildsConfig(AppConfig):
     name = "builds"
 
     def ready(self) -> None:
-        from builds import services  # noqa: F401  (registers the analysis sweeper)
+        from builds import autofix, services  # noqa: F401  (register their sweepers)

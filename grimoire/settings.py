@@ -220,6 +220,14 @@ BUILD_RUN_MAX_OUTPUT_BYTES = env.int("BUILD_RUN_MAX_OUTPUT_BYTES", default=50_00
 # Largest log returned inline by the learning API (the full log is at /api/v1/builds/{id}/log).
 LEARNING_MAX_LOG_BYTES = env.int("LEARNING_MAX_LOG_BYTES", default=5_000_000)
 
+# --- Autofix (test → fix → re-run) --------------------------------------------------------------
+MAX_AUTOCORRECTION_ITERATIONS = env.int("MAX_AUTOCORRECTION_ITERATIONS", default=5)
+MIN_IMPROVEMENT_THRESHOLD_PERCENT = env.float("MIN_IMPROVEMENT_THRESHOLD_PERCENT", default=5.0)
+AUTOFIX_TEST_TIMEOUT_SECONDS = env.int("AUTOFIX_TEST_TIMEOUT_SECONDS", default=300)
+AUTOFIX_ALLOW_TEST_CHANGES = env.bool("AUTOFIX_ALLOW_TEST_CHANGES", default=False)
+AUTOFIX_MAX_OUTPUT_BYTES = env.int("AUTOFIX_MAX_OUTPUT_BYTES", default=5_000_000)
+AUTOFIX_MAX_ACTIVE_RUNS_PER_USER = env.int("AUTOFIX_MAX_ACTIVE_RUNS_PER_USER", default=3)
+
 # --- Spells -------------------------------------------------------------------------------------
 # Draft a spell with the LLM when a failure matches none (once per fingerprint).
 AUTO_CREATE_SPELLS = env.bool("AUTO_CREATE_SPELLS", default=True)
