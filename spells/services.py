@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
@@ -244,11 +244,27 @@ def spell_generate_request(
     return generation
 
 
+# Any constant: the key of the advisory lock that serialises spending the hourly budget.
+_BUDGET_LOCK_KEY = 0x5E11_0001
+
+
+def _lock_generation_budget() -> None:
+    """Serialise "count this hour's drafts, then start one" across processes until commit.
+
+    Without it, simultaneous failures all see budget left and overshoot the cap. SQLite already
+    serialises writers (IMMEDIATE transactions); PostgreSQL takes a transaction advisory lock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_BUDGET_LOCK_KEY])
+
+
 def _start_generation(generation: SpellGeneration) -> bool:
     """Deferred → pending with an LLM job, unless the hourly budget is spent."""
     from llmcore.services import llm_job_submit
 
     with transaction.atomic():
+        _lock_generation_budget()
         if _over_hourly_cap():
             SpellGeneration.objects.filter(pk=generation.pk).update(
                 note="deferred: hourly cap reached"

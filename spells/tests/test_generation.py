@@ -568,11 +568,6 @@ def test_fifty_simultaneous_identical_failures_make_one_generation(llm):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    reason="spells.services._start_generation counts this hour's started drafts and claims one "
-    "without any lock, so simultaneous failures all see budget left and overshoot the cap",
-    strict=True,
-)
 def test_fifty_simultaneous_new_failures_respect_the_hourly_cap(settings, monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (DATABASE_URL): SQLite serialises writers anyway")
