@@ -10,6 +10,9 @@ Every delivery must get an answer (no hang), either a 2xx, after which it is sto
 never a 4xx (GitHub does not redeliver a 4xx as a server problem). GitHub's redelivery of the 5xx
 ones is then replayed: after it every delivery is stored exactly once, and the workers, which saw
 the same outage, process every one of them (the sweeper re-queues what the outage dropped).
+
+Also here, because it is about deliveries processed side by side: GitHub sends `issues` opened and
+`issues` edited for a new issue moments apart, and two workers process them at once.
 """
 
 from __future__ import annotations
@@ -173,12 +176,12 @@ class Delivery:
     seconds: float = 0.0
 
     @classmethod
-    def issue_opened(cls, number: int) -> Delivery:
+    def issue_opened(cls, number: int, action: str = "opened") -> Delivery:
         payload = {
-            "action": "opened",
+            "action": action,
             "issue": {
                 "number": number,
-                "title": f"CI fails on step {number}: ImportError",
+                "title": f"CI fails on step {number}: ImportError ({action})",
                 "body": f"Since commit {number:07x} the test job fails with ImportError.",
                 "html_url": f"https://github.com/acme/app/issues/{number}",
                 "user": {"login": "octocat"},
@@ -322,3 +325,34 @@ def test_webhooks_survive_a_database_restart(stack_pg: Stack, private_pg: Privat
         "SELECT count(*), count(DISTINCT github_number) FROM issues_issue "
         "WHERE github_repository = 'acme/app'"
     ) == [(DELIVERIES, DELIVERIES)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issues.services.issue_from_github: two deliveries about one new issue processed at "
+    "once both insert it; the loser fails with IntegrityError (issue_github_unique) and its "
+    "delivery is marked failed, never retried",
+)
+def test_opened_and_edited_deliveries_of_a_new_issue_processed_at_once_both_succeed(
+    stack: Stack,
+) -> None:
+    stack.set(GITHUB_WEBHOOK_SECRET=SECRET, Q_WORKERS_HIGH=4, Q_WORKERS=1)
+    stack.migrate()
+    url = stack.start_gunicorn()
+    stack.start_qcluster("qcluster-high", cluster="high")
+    pairs = 30
+    with httpx.Client() as http:
+        for number in range(1, pairs + 1):
+            for action in ("opened", "edited"):
+                delivery = Delivery.issue_opened(number, action)
+                delivery.send(http, url)
+                assert delivery.status == 202
+
+    def finished() -> list[tuple[str, int]] | None:
+        rows = stack.sql("SELECT status, count(*) FROM spells_webhookdelivery GROUP BY status")
+        return rows if dict(rows).get("received", 0) == 0 else None
+
+    statuses = dict(wait_for(finished, timeout=60, what="every delivery handled"))
+    errors = stack.sql("SELECT error FROM spells_webhookdelivery WHERE status = 'failed' LIMIT 1")
+    assert statuses == {"processed": 2 * pairs}, (statuses, errors)
+    assert stack.sql("SELECT count(*) FROM issues_issue") == [(pairs,)]
