@@ -7,9 +7,10 @@ from 8 concurrent clients, the server is restarted twice: a fast restart, then a
 (immediate stop) with 2 s of downtime and crash recovery.
 
 Every delivery must get an answer (no hang), either a 2xx, after which it is stored, or a 5xx,
-never a 4xx (GitHub does not redeliver a 4xx as a server problem). GitHub's redelivery of the 5xx
-ones is then replayed: after it every delivery is stored exactly once, and the workers, which saw
-the same outage, process every one of them (the sweeper re-queues what the outage dropped).
+never a 4xx (a 4xx says the delivery itself is bad, so nobody would send it again). GitHub does
+not redeliver on its own; the 5xx ones are redelivered as a person or a redelivery script would:
+after that every delivery is stored exactly once, and the workers, which saw the same outage,
+process every one of them (the sweeper re-queues what the outage dropped).
 
 Also here, because it is about deliveries processed side by side: GitHub sends `issues` opened and
 `issues` edited for a new issue moments apart, and two workers process them at once.
@@ -296,7 +297,7 @@ def test_webhooks_survive_a_database_restart(stack_pg: Stack, private_pg: Privat
     lost = [d.id for d in accepted if d.id not in stored]
     assert not lost, f"{len(lost)} deliveries answered 2xx were lost: {lost[:5]}"
 
-    # GitHub redelivers the 5xx ones: now all are accepted, and each is stored once.
+    # The 5xx ones are redelivered (same delivery ids): now all are accepted, each stored once.
     with httpx.Client() as http:
         for delivery in refused:
             delivery.send(http, url)
