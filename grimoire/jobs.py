@@ -1,7 +1,8 @@
 """How Grimoire runs background work on django-q2.
 
-- `enqueue()` sends a task only when the surrounding transaction commits: a row that rolls back
-  never gets a job, and a job never runs before its row is visible to the worker.
+- `enqueue()` makes a task visible to workers only when the surrounding transaction commits: a
+  row that rolls back never gets a job, and a job never runs before its row is visible to the
+  worker. (Redis broker: sent on commit. ORM broker: inserted in the same transaction.)
 - A task is a thin entry point that loads rows by id and calls a service; re-running it is safe.
 - Sweepers, registered per app, find rows stuck in a non-terminal state past their timeout (worker
   killed, broker lost, enqueue failed after commit) and enqueue them again. The periodic
@@ -48,6 +49,14 @@ def enqueue(
     def send() -> None:
         async_task(func, *args, q_options=options, **kwargs)
 
+    from django_q.conf import Conf
+
+    if Conf.ORM and not Conf.SYNC and not transaction.get_autocommit(using=Conf.ORM):
+        # The ORM broker's queue is a table in this database: inserting the job inside the
+        # caller's transaction gives the same guarantee as on_commit (invisible to workers until
+        # commit, gone on rollback) with one commit instead of two per request.
+        send()
+        return
     transaction.on_commit(send, robust=True)
 
 

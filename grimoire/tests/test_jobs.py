@@ -50,6 +50,17 @@ def test_with_the_orm_broker_the_task_lands_on_its_queue(settings):
     assert OrmQ.objects.count() == 0
 
 
+def test_with_the_orm_broker_a_rolled_back_transaction_leaves_no_queued_task():
+    from django_q.conf import Conf
+
+    Conf.SYNC = False
+    with pytest.raises(RuntimeError), transaction.atomic():
+        jobs.enqueue("grimoire.tests.test_jobs.record_call", 8, queue="default")
+        assert OrmQ.objects.filter(key="default").count() == 1  # in the transaction only
+        raise RuntimeError("rollback")
+    assert OrmQ.objects.count() == 0
+
+
 def test_unknown_queue_is_refused():
     with pytest.raises(ValueError, match="unknown queue"):
         jobs.enqueue("grimoire.tests.test_jobs.record_call", queue="urgent")
