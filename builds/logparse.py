@@ -621,6 +621,8 @@ _RULES: list[_Rule] = [
         ("custom container",),
     ),
     _rule("gha-step", r"^(?:##\[group\])?Run \S", NONE, "", 0, F_SECTION, ("##[group]run",)),
+    # Travis CI and GitLab CI echo each command as "$ cmd": each one is a step of its own.
+    _rule("shell-step", r"^\$ \S", NONE, "", 0, F_SECTION, ("$ ",)),
     _rule(
         "travis-command",
         r"^(?:The command \".*\" (?:failed and )?exited with|Done\. Your build exited with) (?P<code>\d+)",

@@ -948,3 +948,16 @@ def test_clang_fatal_error_and_linker_errors():
     )
     assert linked.primary_error.line == 3
     assert linked.primary_error.kind == "compiler"
+
+
+def test_each_echoed_shell_command_is_a_step_of_its_own():
+    log = "\n".join(
+        [
+            "$ ./scripts/lint.sh",
+            "ERROR: eslint cache not found, linting everything",
+            "$ npm test",
+            "Orders service should reject empty baskets failed",
+            'The command "npm test" exited with 1.',
+        ]
+    )
+    assert analyze_text(log + "\n").primary_error.line == 4
