@@ -81,9 +81,14 @@ _SUBSTITUTIONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+MAX_NORMALIZE_CHARS = 2000
+
+
 def normalize_error(text: str) -> str:
     """Return ``text`` with everything that varies between runs of the same failure masked."""
-    text = _LEVEL_PREFIX.sub("", text.strip(), count=1)
+    # An error line's identity is in its head; bounding the input keeps the masking regexes'
+    # cost flat (a 20,000-character line once took seconds of CPU).
+    text = _LEVEL_PREFIX.sub("", text.strip()[:MAX_NORMALIZE_CHARS], count=1)
     for pattern, replacement in _SUBSTITUTIONS:
         text = pattern.sub(replacement, text)
     return _WS.sub(" ", text).strip().lower()

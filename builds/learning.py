@@ -22,6 +22,7 @@ from builds.models import Build, BuildStatus
 from builds.serializers import ReportInput, ReportOutput
 from grimoire import jobs
 from grimoire.api import ApiError, query_int
+from grimoire.schema import documented_error
 
 MAX_LIMIT = 100
 
@@ -142,7 +143,7 @@ class LearningBuildView(LearningView):
 class LearningCodebaseView(LearningView):
     @extend_schema(
         parameters=[OpenApiParameter("session_id", str)],
-        responses=dict,
+        responses={200: dict, 503: documented_error(503)},
         summary="The workspace's structure",
     )
     def get(self, request: Request) -> Response:

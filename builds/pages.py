@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -47,6 +48,7 @@ def build_log_page(request: HttpRequest, build_id) -> HttpResponse:
         request,
         "builds/log.html",
         {
+            **admin.site.each_context(request),
             "build": build,
             "lines": lines,
             "truncated": len(lines) >= MAX_LINES,

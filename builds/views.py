@@ -7,7 +7,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -26,6 +26,7 @@ from builds.serializers import (
     FinishInput,
 )
 from grimoire.api import ApiError
+from grimoire.schema import documented_error
 
 RAW_TYPES = ("text/plain", "application/octet-stream", "application/gzip", "application/x-gzip")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -121,7 +122,13 @@ class BuildListCreateView(ListAPIView):
                 "status", str, description="for text/plain uploads: metadata as query parameters"
             )
         ],
-        responses={201: BuildOutput},
+        responses={
+            201: BuildOutput,
+            200: OpenApiResponse(
+                BuildOutput, description="Re-delivered external_id: the stored build."
+            ),
+            413: documented_error(413),
+        },
         summary="Ingest a build (metadata + log)",
     )
     def post(self, request: Request) -> Response:
@@ -185,7 +192,7 @@ class BuildLogView(APIView):
 
     @extend_schema(
         request={"text/plain": OpenApiTypes.STR, "application/json": AppendLogJsonInput},
-        responses={200: BuildOutput},
+        responses={200: BuildOutput, 409: documented_error(409), 413: documented_error(413)},
         summary="Append a chunk to a running build's log",
     )
     def post(self, request: Request, build_id) -> Response:
@@ -205,7 +212,7 @@ class BuildLogView(APIView):
 class BuildFinishView(APIView):
     @extend_schema(
         request=FinishInput,
-        responses=BuildOutput,
+        responses={200: BuildOutput, 409: documented_error(409)},
         summary="Finish a running build (queues analysis)",
     )
     def post(self, request: Request, build_id) -> Response:
@@ -218,7 +225,9 @@ class BuildFinishView(APIView):
 
 class BuildAnalyzeView(APIView):
     @extend_schema(
-        request=None, responses={202: BuildOutput}, summary="Analyse the build's log again"
+        request=None,
+        responses={202: BuildOutput, 409: documented_error(409)},
+        summary="Analyse the build's log again",
     )
     def post(self, request: Request, build_id) -> Response:
         build = _own_build(request, build_id)

@@ -299,6 +299,10 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"bearerAuth": []}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "grimoire.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "LLMJobPriorityEnum": "llmcore.models.Priority",
         "IssuePriorityEnum": "issues.models.Priority",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -239,8 +239,9 @@ def output_list_page(request: HttpRequest) -> HttpResponse:
     if value := request.GET.get("status"):
         qs = qs.filter(status=value)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = {"page": page, "status": request.GET.get("status", "")}
     return render(
-        request, "llmcore/output_list.html", {"page": page, "status": request.GET.get("status", "")}
+        request, "llmcore/output_list.html", {**admin.site.each_context(request), **context}
     )
 
 
@@ -253,6 +254,7 @@ def output_detail_page(request: HttpRequest, output_id) -> HttpResponse:
         request,
         "llmcore/output_detail.html",
         {
+            **admin.site.each_context(request),
             "output": output,
             "rendered": rendering.render_output(output),
             "mine": mine,

@@ -170,6 +170,12 @@ class SpellAdminBase(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        if change and "status" in form.changed_data and form.instance.status != SpellStatus.DRAFT:
+            # Approving or rejecting in the form is a review, as with the list actions.
+            services.spell_review(
+                spell=form.instance, user=request.user, status=form.instance.status
+            )
+            return
         # After the patterns are saved too, so the revision's snapshot is complete.
         services.spell_record_revision(
             spell=form.instance, user=request.user, action="edited" if change else "created"
@@ -209,6 +215,7 @@ class SpellAdminBase(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Metrics",
+            "subtitle": None,
             "spells": selectors.spell_metrics(),
             "llm": llm_metrics(),
         }

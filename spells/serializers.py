@@ -39,7 +39,9 @@ class SpellGenerateInput(serializers.Serializer):
 
 class SpellOutput(serializers.ModelSerializer):
     patterns = serializers.SerializerMethodField()
-    reviewed_by = serializers.CharField(source="reviewed_by.username", default=None)
+    reviewed_by = serializers.CharField(
+        source="reviewed_by.username", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = Spell

@@ -339,10 +339,13 @@ def on_spell_draft(output: Any) -> None:
         _generation_failed(generation, "LLM answer lacked a title or description")
         return
     confidence = _clamp_int(parsed.get("confidence_score"), 0, 100)
-    if output.offline:
-        confidence = min(confidence, 10)  # a placeholder answer must never look trustworthy
     error = generation.error
     message = error.get("message", "")
+    if output.offline:
+        confidence = min(confidence, 10)  # a placeholder answer must never look trustworthy
+        # The offline provider's title is the same for every draft; name the error instead so
+        # drafts can be told apart in the review queue.
+        title = f"[offline] {error.get('error_type') or message.strip()}"[:100]
     spell = Spell.objects.create(
         title=title,
         description=description,

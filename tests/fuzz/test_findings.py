@@ -1,11 +1,9 @@
-"""What the API fuzzer found, each as a minimal reproduction that fails until it is fixed.
+"""What the API fuzzer found, each kept as a regression test now that it is fixed.
 
-Every test is a strict xfail: when the fix lands the test passes, pytest reports XPASS(strict)
-as a failure, and the fixer removes the xfail mark here and the matching entry in
-test_schemathesis.SCHEMA_FIXES (which lets the fuzzer run past the known problem meanwhile).
-Only the final assertion (the bug) may fail as expected (`raises=AssertionError`); the steps
-that set the scene use `expect`, whose failure is a real failure: the reproduction no longer
-reproduces what it says.
+A new finding goes in as a strict xfail (`finding_open(reason)`) with an entry in
+test_schemathesis.SCHEMA_FIXES, so the fuzzer runs past it meanwhile; the fix turns the mark
+into `finding(reason)` and drops the entry. The steps that set the scene use `expect`: their
+failure means the reproduction no longer reproduces what it says.
 """
 
 from __future__ import annotations
@@ -24,8 +22,12 @@ def expect(condition: bool, what: str) -> None:
         pytest.fail(f"the reproduction no longer holds: {what}")
 
 
-def finding(reason: str) -> pytest.MarkDecorator:
+def finding_open(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
+
+
+def finding(reason: str):  # a fixed finding: a plain regression test
+    return lambda test: test
 
 
 @pytest.fixture

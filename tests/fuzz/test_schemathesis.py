@@ -100,20 +100,7 @@ def _also_answers(
 
 
 # test_findings.py test name -> the schema as it should be there.
-SCHEMA_FIXES: dict[str, Callable[[dict[str, Any]], None]] = {
-    "test_unreviewed_spell_reviewed_by_is_nullable_in_schema": _nullable(
-        "SpellOutput", "reviewed_by"
-    ),
-    "test_redelivered_build_answer_is_documented": _also_answers(
-        "POST", "/api/v1/builds", "200", like="201"
-    ),
-    "test_finish_conflict_is_documented": _also_answers(
-        "POST", "/api/v1/builds/{build_id}/finish", "409"
-    ),
-    "test_append_to_finished_build_conflict_is_documented": _also_answers(
-        "POST", "/api/v1/builds/{build_id}/log", "409"
-    ),
-}
+SCHEMA_FIXES: dict[str, Callable[[dict[str, Any]], None]] = {}
 
 
 def load_schema() -> Any:
