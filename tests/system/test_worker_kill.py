@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import time
 
 import pytest
 
@@ -131,3 +132,43 @@ def test_every_job_completes_exactly_once_when_workers_are_killed(stack: Stack) 
     attempts_of = {row[0]: row[1] for row in rows}
     assert attempts_of[victim_job] >= 2
     assert all(attempts_of[pk] >= 2 for pk in in_flight)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="llmcore.services._claim re-claims a stuck `processing` job without counting its "
+    "attempts against LLM_JOB_MAX_RETRIES: a job whose worker is killed by the task timeout "
+    "every time (providers slower than Q_TIMEOUT) is run again at every sweep, forever",
+)
+def test_a_job_whose_worker_always_times_out_ends_failed(stack: Stack) -> None:
+    # Every call takes 3 s against a 1 s client timeout: with quick retries one attempt needs
+    # about 4 s, over the 2 s task timeout, so django-q2 stops the task every time. The job
+    # stays `processing`; the sweeper hands it out again. With no retries allowed, the second
+    # claim must end it (failed, with a reason) instead of running it again.
+    _, url = stack.start_stub("--latency-ms", "3000")
+    stack.use_stub(
+        url,
+        LLM_TIMEOUT=1,
+        LLM_JOB_MAX_RETRIES=0,
+        Q_TIMEOUT=2,
+        Q_RETRY=4,
+        STUCK_AFTER_SECONDS=3,
+        Q_WORKERS=1,
+        Q_WORKERS_HIGH=1,
+    )
+    stack.migrate()
+    stack.start_qcluster("qcluster-default")
+    stack.start_qcluster("qcluster-high", cluster="high")  # the sweeper
+    [pk] = stack.django(submit_jobs_code(1))
+
+    def row() -> tuple[str, int]:
+        return stack.sql("SELECT status, attempts FROM llmcore_llmoutput WHERE id = %s", (pk,))[0]
+
+    wait_for(
+        lambda: row()[0] in ("completed", "failed") or row()[1] >= 2,
+        timeout=120,
+        what="the job to end or be claimed a second time",
+    )
+    time.sleep(2)  # a second claim that runs the job again is still `processing` now
+    status, attempts = row()
+    assert status == "failed", (status, attempts)
