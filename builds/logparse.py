@@ -1454,6 +1454,26 @@ _RULES: list[_Rule] = [
         ("!!! ",),
         _h_pytest_banner,
     ),
+    # pytest prints the reason of a failure or collection error on "E   " lines; the exception
+    # or assertion there is what a person quotes, more than the test's name.
+    _rule(
+        "pytest-e-exception",
+        r"^E\s{2,}(?P<exc>" + _EXC_NAME + r")(?::\s|:?$)",
+        ERROR,
+        "test",
+        88,
+        0,
+        ("error", "exception", "exit", "interrupt", "failure", "fault"),
+    ),
+    _rule(
+        "pytest-e-assert",
+        r"^E\s{2,}(?:assert\b|AssertionError\b)",
+        ERROR,
+        "test",
+        84,
+        0,
+        ("assert",),
+    ),
     _rule("pytest-e-line", r"^E\s{2,}\S", NONE, "", 0, F_CONT, ("e  ",)),
     _rule(
         "pytest-crash-location",
@@ -1490,6 +1510,26 @@ _RULES: list[_Rule] = [
         70,
         F_EXC,
         ("error", "exception", "exit", "interrupt", "failure", "fault", "stopiteration"),
+    ),
+    # An exception indented under a failing test (Jest, Mocha, Node's test runner).
+    _rule(
+        "indented-exception",
+        r"^\s{2,}(?P<exc>(?:[A-Z]\w*(?:Error|Exception))|AssertionError \[\w+\]): \S",
+        ERROR,
+        "test",
+        78,
+        0,
+        ("error", "exception"),
+    ),
+    # go test: "    file_test.go:31: expected ..." is the failing assertion's message.
+    _rule(
+        "go-test-message",
+        r"^\s+(?P<file>\w+_test\.go):\d+: \S",
+        ERROR,
+        "test",
+        76,
+        0,
+        ("_test.go:",),
     ),
     _rule(
         "ruby-exception",

@@ -961,3 +961,28 @@ def test_each_echoed_shell_command_is_a_step_of_its_own():
         ]
     )
     assert analyze_text(log + "\n").primary_error.line == 4
+
+
+def test_the_reason_on_a_pytest_e_line_is_the_primary_error_of_a_collection_error():
+    log = "\n".join(
+        [
+            "==================================== ERRORS ====================================",
+            "____________________ ERROR collecting tests/test_reports.py _____________________",
+            "ImportError while importing test module '/w/tests/test_reports.py'.",
+            "tests/test_reports.py:3: in <module>",
+            "    from shop.reports import monthly_totals",
+            "E   ModuleNotFoundError: No module named 'pandas'",
+            "=========================== short test summary info ============================",
+            "ERROR tests/test_reports.py",
+            "!!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!",
+        ]
+    )
+    analysis = analyze_text(log)
+    assert analysis.primary_error is not None
+    assert analysis.primary_error.text == "E   ModuleNotFoundError: No module named 'pandas'"
+
+
+def test_an_indented_exception_under_a_failing_js_test_is_an_error():
+    log = "FAIL src/Cart.test.tsx\n  \u25cf Cart \u203a renders\n\n    TypeError: Cannot read properties of undefined (reading 'length')\n"
+    texts = [e.text.strip() for e in analyze_text(log).errors]
+    assert "TypeError: Cannot read properties of undefined (reading 'length')" in texts
