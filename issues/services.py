@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from grimoire import jobs
@@ -249,21 +249,26 @@ def issue_from_github(*, payload: dict[str, Any]) -> Issue | None:
         : Issue._meta.get_field("title").max_length
     ] or f"#{number}"
     body = (data.get("body") or "").strip()[:20_000] or title
-    issue = (
-        Issue.objects.select_for_update()
-        .filter(source=Source.GITHUB, github_repository=repo, github_number=number)
-        .first()
+    existing = Issue.objects.select_for_update().filter(
+        source=Source.GITHUB, github_repository=repo, github_number=number
     )
+    issue = existing.first()
     if issue is None:
-        return issue_create(
-            title=title,
-            description=body,
-            source=Source.GITHUB,
-            github_repository=repo,
-            github_number=number,
-            github_url=data.get("html_url", "")[:200],
-            github_author=((data.get("user") or {}).get("login") or "")[:100],
-        )
+        try:
+            with transaction.atomic():
+                return issue_create(
+                    title=title,
+                    description=body,
+                    source=Source.GITHUB,
+                    github_repository=repo,
+                    github_number=number,
+                    github_url=data.get("html_url", "")[:200],
+                    github_author=((data.get("user") or {}).get("login") or "")[:100],
+                )
+        except IntegrityError:
+            # Another delivery about the same new issue (opened, then edited at once) created it
+            # first: update that one instead.
+            issue = existing.get()
     changed = {}
     if issue.title != title:
         changed["title"] = title

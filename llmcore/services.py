@@ -265,6 +265,16 @@ def llm_job_run(*, output_id: str) -> LLMOutput | None:
         )
         return None
     output, claim = claimed
+    if output.attempts > settings.LLM_JOB_MAX_RETRIES + 1:
+        # Re-claimed after its worker died (or hit the task timeout) once too often.
+        return _fail(
+            output,
+            claim,
+            LLMError(
+                f"gave up after {output.attempts - 1} attempts: the worker died or exceeded "
+                "the task timeout"
+            ),
+        )
     with bind_job(str(output.job_id)):
         try:
             response = gateway.get_router().complete(_request_for(output))

@@ -177,6 +177,7 @@ class SpellGeneration(models.Model):
 
 class DeliveryStatus(models.TextChoices):
     RECEIVED = "received"
+    PROCESSING = "processing"
     PROCESSED = "processed"
     IGNORED = "ignored"
     FAILED = "failed"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import httpx
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from grimoire import jobs
 from spells import github_events
-from spells.github import GitHub, RateLimitedError
+from spells.github import GitHub, GitHubError, RateLimitedError
 from spells.models import DeliveryStatus, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,20 @@ def _retry_later(func: str, args: tuple, delay: float) -> None:
 
 def process_delivery(delivery_pk: int) -> str:
     # Claim: only a received delivery is processed; a second delivery of this task does nothing.
-    claimed = WebhookDelivery.objects.filter(pk=delivery_pk, status=DeliveryStatus.RECEIVED).update(
-        attempts=F("attempts") + 1, processed_at=timezone.now()
+    # Claim: received (or a stale claim whose worker died); a second delivery of this task, or
+    # one queued again by the sweeper while this runs, finds nothing to claim.
+    stale = timezone.now() - timedelta(seconds=settings.STUCK_AFTER_SECONDS)
+    claimed = (
+        WebhookDelivery.objects.filter(pk=delivery_pk)
+        .filter(
+            Q(status=DeliveryStatus.RECEIVED)
+            | Q(status=DeliveryStatus.PROCESSING, processed_at__lt=stale)
+        )
+        .update(
+            status=DeliveryStatus.PROCESSING,
+            attempts=F("attempts") + 1,
+            processed_at=timezone.now(),
+        )
     )
     delivery = WebhookDelivery.objects.get(pk=delivery_pk)
     if not claimed:
@@ -50,29 +63,47 @@ def process_delivery(delivery_pk: int) -> str:
         result = handler.handle(delivery.payload)
     except RateLimitedError as exc:
         _retry_later("spells.tasks.process_delivery", (delivery_pk,), exc.retry_after)
-        WebhookDelivery.objects.filter(pk=delivery_pk).update(error=str(exc))
-        return "rate_limited"
-    except Exception as exc:
-        logger.exception("GitHub delivery failed", extra={"delivery": delivery.delivery_id})
         WebhookDelivery.objects.filter(pk=delivery_pk).update(
-            status=DeliveryStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+            status=DeliveryStatus.RECEIVED, error=str(exc)
         )
-        return DeliveryStatus.FAILED
+        return "rate_limited"
+    except (httpx.TransportError, GitHubError) as exc:
+        if isinstance(exc, GitHubError) and (exc.status or 0) < 500:
+            return _delivery_failed(delivery, exc)
+        # GitHub down or slow for a moment: try again later, with growing delays.
+        _retry_later("spells.tasks.process_delivery", (delivery_pk,), 30 * 2**delivery.attempts)
+        WebhookDelivery.objects.filter(pk=delivery_pk).update(
+            status=DeliveryStatus.RECEIVED, error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        return "retrying"
+    except Exception as exc:
+        return _delivery_failed(delivery, exc)
     WebhookDelivery.objects.filter(pk=delivery_pk).update(
         status=DeliveryStatus.PROCESSED, result=result, error=""
     )
     return DeliveryStatus.PROCESSED
 
 
+def _delivery_failed(delivery: WebhookDelivery, exc: Exception) -> str:
+    logger.exception("GitHub delivery failed", extra={"delivery": delivery.delivery_id})
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+    )
+    return DeliveryStatus.FAILED
+
+
 @jobs.register_sweeper("webhook_deliveries")
 def sweep_deliveries() -> int:
+    """Queue again deliveries whose job was lost, and claims whose worker died."""
     stale = timezone.now() - timedelta(seconds=settings.STUCK_AFTER_SECONDS)
     ids = list(
-        WebhookDelivery.objects.filter(
-            status=DeliveryStatus.RECEIVED,
-            received_at__lt=stale,
-            attempts__lt=MAX_DELIVERY_ATTEMPTS,
-        ).values_list("pk", flat=True)[:200]
+        WebhookDelivery.objects.filter(attempts__lt=MAX_DELIVERY_ATTEMPTS)
+        .filter(
+            Q(status=DeliveryStatus.RECEIVED, received_at__lt=stale)
+            & (Q(processed_at__isnull=True) | Q(processed_at__lt=stale))
+            | Q(status=DeliveryStatus.PROCESSING, processed_at__lt=stale)
+        )
+        .values_list("pk", flat=True)[:200]
     )
     for pk in ids:
         jobs.enqueue("spells.tasks.process_delivery", pk, queue="high")

@@ -328,12 +328,6 @@ def test_webhooks_survive_a_database_restart(stack_pg: Stack, private_pg: Privat
     ) == [(DELIVERIES, DELIVERIES)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issues.services.issue_from_github: two deliveries about one new issue processed at "
-    "once both insert it; the loser fails with IntegrityError (issue_github_unique) and its "
-    "delivery is marked failed, never retried",
-)
 def test_opened_and_edited_deliveries_of_a_new_issue_processed_at_once_both_succeed(
     stack: Stack,
 ) -> None:

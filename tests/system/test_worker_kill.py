@@ -134,12 +134,6 @@ def test_every_job_completes_exactly_once_when_workers_are_killed(stack: Stack) 
     assert all(attempts_of[pk] >= 2 for pk in in_flight)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llmcore.services._claim re-claims a stuck `processing` job without counting its "
-    "attempts against LLM_JOB_MAX_RETRIES: a job whose worker is killed by the task timeout "
-    "every time (providers slower than Q_TIMEOUT) is run again at every sweep, forever",
-)
 def test_a_job_whose_worker_always_times_out_ends_failed(stack: Stack) -> None:
     # Every call takes 3 s against a 1 s client timeout: with quick retries one attempt needs
     # about 4 s, over the 2 s task timeout, so django-q2 stops the task every time. The job
