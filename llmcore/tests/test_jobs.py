@@ -275,3 +275,24 @@ def test_a_worker_that_lost_its_claim_cannot_overwrite_the_result(provider):
     assert services._complete(output, stale_claim, response) is None
     output.refresh_from_db()
     assert output.raw_response == "winner"
+
+
+def test_a_job_whose_worker_keeps_dying_ends_failed_instead_of_running_forever(provider, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.LLM_JOB_MAX_RETRIES = 1
+    transport = provider(openai_ok("never sent"))
+    output = submit()
+    # Two claims already spent, both killed mid-call: the third may not start.
+    LLMOutput.objects.filter(pk=output.pk).update(
+        status=JobStatus.PROCESSING,
+        attempts=2,
+        claimed_at=timezone.now() - timedelta(seconds=settings.STUCK_AFTER_SECONDS + 5),
+    )
+    run_llm_job(str(output.pk))
+    output.refresh_from_db()
+    assert output.status == JobStatus.FAILED
+    assert "gave up after" in output.error
+    assert transport.requests == []

@@ -1059,3 +1059,30 @@ def test_pr_comment_is_posted_when_enabled(deliver, github, settings):
     assert comment.method == "POST"
     assert "quuxlib missing" in json.loads(comment.content)["body"]
     assert PullRequest.objects.get().commented_at is not None
+
+
+def test_a_github_server_error_is_retried_later_not_failed(deliver, github):
+    from django_q.models import Schedule
+
+    github.on(
+        "GET",
+        f"{API}/repos/{REPO}/pulls/42/files",
+        json_response(502, {"message": "Server Error"}),
+    )
+    deliver("pull_request__opened")
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.RECEIVED
+    assert "502" in delivery.error
+    assert Schedule.objects.filter(func="spells.tasks.process_delivery").exists()
+
+
+def test_a_second_run_of_a_delivery_being_processed_does_nothing(deliver, github):
+    from spells.tasks import process_delivery
+
+    route_pr_files(github)
+    deliver("pull_request__opened")
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PROCESSING)
+    assert process_delivery(delivery.pk) == DeliveryStatus.PROCESSING
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1
