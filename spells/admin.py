@@ -241,6 +241,9 @@ class SpellGenerationAdmin(admin.ModelAdmin):
     list_select_related = ("spell",)
     readonly_fields = [f.name for f in SpellGeneration._meta.fields]
 
+    def has_add_permission(self, request) -> bool:
+        return False  # recorded by the system, not entered by hand
+
 
 @admin.register(SpellMatch)
 class SpellMatchAdmin(admin.ModelAdmin):
@@ -248,6 +251,9 @@ class SpellMatchAdmin(admin.ModelAdmin):
     list_filter = ("reason",)
     list_select_related = ("spell", "build")
     readonly_fields = [f.name for f in SpellMatch._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # recorded by the system, not entered by hand
 
 
 @admin.register(WebhookDelivery)
@@ -265,9 +271,15 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     search_fields = ("delivery_id", "repository")
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
+    def has_add_permission(self, request) -> bool:
+        return False  # recorded by the system, not entered by hand
+
 
 @admin.register(PullRequest)
 class PullRequestAdmin(admin.ModelAdmin):
     list_display = ("__str__", "title", "head_sha", "fetch_status", "fetched_at")
     search_fields = ("repository", "title", "head_sha")
     readonly_fields = [f.name for f in PullRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # recorded by the system, not entered by hand

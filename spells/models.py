@@ -126,6 +126,7 @@ class SpellMatch(models.Model):
 
     class Meta:
         ordering = ["-score"]
+        verbose_name_plural = "spell matches"
         constraints = [
             models.UniqueConstraint(fields=["build", "spell"], name="spell_match_once_per_build")
         ]
