@@ -280,15 +280,21 @@ class Handler(BaseHTTPRequestHandler):
         }
 
 
+class _Server(ThreadingHTTPServer):
+    # The listen backlog is fixed when the socket starts listening (in __init__), so it must be a
+    # class attribute: set on the instance afterwards it stays at 5 and bursts get resets.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class StubServer:
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, config: StubConfig | None = None
     ) -> None:
         self.state = StubState(config or StubConfig())
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
         self.thread: threading.Thread | None = None
 
     @property

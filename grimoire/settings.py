@@ -160,7 +160,9 @@ JOB_QUEUES = ("high", "default", "low")
 
 Q_CLUSTER = {
     "name": "default",
-    "workers": env.int("Q_WORKERS", default=8),
+    # LLM jobs wait on the network, not the CPU: one process runs one job at a time, so 16
+    # workers are what 20+ jobs/s against a 500 ms provider need even on 2 cores (~45 MB each).
+    "workers": env.int("Q_WORKERS", default=16),
     "timeout": Q_TIMEOUT,
     "retry": Q_RETRY,
     # The ORM broker polls; take several tasks per poll so a busy queue is not capped at 1/poll.
