@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 import httpx
 
 from llmcore import config
+from llmcore.cache import ResponseCache
 from llmcore.providers import build_providers
 from llmcore.router import Router
 
@@ -45,6 +46,9 @@ def build_router(
         "validator": _validator(),
         "price_overrides": config.prices_from_env(env),
         "client": client,
+        # Off unless LLM_RESPONSE_CACHE=true: identical requests (provider, model, prompt,
+        # parameters) are answered from the shared cache.
+        "response_cache": ResponseCache(cache, enabled=config.response_cache_enabled(env)),
     }
     kwargs.update(options)
     return Router(build_providers(configs), **kwargs)

@@ -296,3 +296,23 @@ def test_a_job_whose_worker_keeps_dying_ends_failed_instead_of_running_forever(p
     assert output.status == JobStatus.FAILED
     assert "gave up after" in output.error
     assert transport.requests == []
+
+
+def test_the_optional_response_cache_answers_an_identical_request(provider):
+    transport = provider(
+        openai_ok("cached answer"), env={**OPENAI_ENV, "LLM_RESPONSE_CACHE": "true"}
+    )
+    first, second = submit(), submit()
+    run_llm_job(str(first.pk))
+    run_llm_job(str(second.pk))
+    second.refresh_from_db()
+    assert second.raw_response == "cached answer"
+    assert len(transport.requests) == 1
+
+
+def test_the_response_cache_is_off_by_default(provider):
+    transport = provider(openai_ok("one"), openai_ok("two"))
+    first, second = submit(), submit()
+    run_llm_job(str(first.pk))
+    run_llm_job(str(second.pk))
+    assert len(transport.requests) == 2
