@@ -383,7 +383,12 @@ LOGGING = {
     "loggers": {
         "django": {"level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": True},
         "django.db.backends": {"level": "WARNING"},
-        "django-q": {"level": env.str("Q_LOG_LEVEL", default="INFO"), "propagate": True},
+        # Workers report each task at INFO; web processes would log a line per enqueued job
+        # ("Enqueued [default] 42"), a third of a webhook's cost, so they keep WARNING.
+        "django-q": {
+            "level": env.str("Q_LOG_LEVEL", default="INFO" if "qcluster" in sys.argv else "WARNING"),
+            "propagate": True,
+        },
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
