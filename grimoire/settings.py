@@ -386,7 +386,9 @@ LOGGING = {
         # Workers report each task at INFO; web processes would log a line per enqueued job
         # ("Enqueued [default] 42"), a third of a webhook's cost, so they keep WARNING.
         "django-q": {
-            "level": env.str("Q_LOG_LEVEL", default="INFO" if "qcluster" in sys.argv else "WARNING"),
+            "level": env.str(
+                "Q_LOG_LEVEL", default="INFO" if "qcluster" in sys.argv else "WARNING"
+            ),
             "propagate": True,
         },
         "httpx": {"level": "WARNING"},
