@@ -64,3 +64,11 @@ def bob_client(bob):
 @pytest.fixture
 def staff_client(staff):
     return testing.api_client(staff)
+
+
+@pytest.fixture
+def llm_script():
+    """`llm_script(resp, ...)`: the LLM provider answers these, in order (see testing.LLMScript)."""
+    script = testing.LLMScript()
+    yield script
+    script.close()

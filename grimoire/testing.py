@@ -5,6 +5,7 @@ Used by every app's tests through the fixtures in the root conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -46,6 +47,32 @@ def json_response(
     )
 
 
+def openai_chat(
+    content: str,
+    *,
+    model: str = "gpt-4o-mini",
+    prompt_tokens: int = 12,
+    completion_tokens: int = 5,
+) -> httpx.Response:
+    """An OpenAI chat-completions success answering `content` (what providers are mocked with)."""
+    return json_response(
+        200,
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        },
+    )
+
+
 class RecordingTransport(httpx.MockTransport):
     """An httpx transport answering from `handler`, remembering every request it saw."""
 
@@ -72,6 +99,44 @@ def scripted_transport(responses: Iterable[httpx.Response | Exception]) -> Recor
         return item
 
     return RecordingTransport(handler)
+
+
+OPENAI_TEST_ENV = {"LLM_PROVIDERS": "openai", "OPENAI_API_KEY": "sk-test-" + "a" * 40}
+
+
+class LLMScript:
+    """Make the process router answer from mocked transports; `close()` restores the previous one.
+
+    `script(resp, ...)` installs one OpenAI-configured router answering `resp` in order and
+    returns the recording transport; `install(transport, env, sleep=...)` takes any transport.
+    The retry layer's sleeps are skipped so tests stay instant.
+    """
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def install(
+        self,
+        transport: httpx.BaseTransport,
+        env: dict[str, str] = OPENAI_TEST_ENV,
+        *,
+        sleep: Callable[[float], Any] = lambda _seconds: None,
+    ) -> httpx.BaseTransport:
+        from llmcore import gateway
+
+        router = gateway.build_router(env, client=httpx.Client(transport=transport), sleep=sleep)
+        self._stack.enter_context(gateway.use_router(router))
+        return transport
+
+    def __call__(
+        self, *responses: httpx.Response | Exception, env: dict[str, str] = OPENAI_TEST_ENV
+    ) -> RecordingTransport:
+        transport = scripted_transport(responses)
+        self.install(transport, env)
+        return transport
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def drain_queue(cluster: str = "default", *, max_tasks: int = 1000) -> int:

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -29,11 +28,10 @@ from builds.models import (
     AutofixStatus,
     AutofixStopReason,
 )
-from grimoire.testing import json_response, scripted_transport
-from llmcore import gateway
+from grimoire.testing import OPENAI_TEST_ENV, json_response, openai_chat
 from llmcore.models import JobStatus, LLMOutput
 
-OPENAI_ENV = {"LLM_PROVIDERS": "openai", "OPENAI_API_KEY": "sk-test-" + "a" * 40}
+OPENAI_ENV = OPENAI_TEST_ENV
 PYTEST = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 NODE = shutil.which("node")
 GIT = shutil.which("git") or "git"
@@ -44,54 +42,17 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
 def openai_answer(content: str, *, prompt_tokens: int = 120, completion_tokens: int = 40):
-    return json_response(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-        },
-    )
+    return openai_chat(content, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 def patch_answer(diff: str, explanation: str = "fix"):
     return openai_answer(json.dumps({"diff": diff, "explanation": explanation}))
 
 
-class ScriptedLLM:
-    """Installs routers whose one provider answers from a script; undone by close()."""
-
-    def __init__(self) -> None:
-        self.contexts: list = []
-
-    def __call__(self, *responses, env=OPENAI_ENV):
-        transport = scripted_transport(responses)
-        router = gateway.build_router(
-            env, client=httpx.Client(transport=transport), sleep=lambda s: None
-        )
-        ctx = gateway.use_router(router)
-        ctx.__enter__()
-        self.contexts.append(ctx)
-        return transport
-
-    def close(self) -> None:
-        for ctx in reversed(self.contexts):
-            ctx.__exit__(None, None, None)
-
-
 @pytest.fixture
-def provider():
+def provider(llm_script):
     """Script the LLM's answers: `provider(resp, ...)` installs a router, returns the transport."""
-    scripted = ScriptedLLM()
-    yield scripted
-    scripted.close()
+    return llm_script
 
 
 def use_workspace_root(settings, tmp_path) -> Path:

@@ -9,7 +9,6 @@ from builds import autofix
 from builds.models import AutofixReview, AutofixRun, AutofixStatus
 from builds.tests.test_autofix import (
     CALC_FIX,
-    ScriptedLLM,
     patch_answer,
     python_project,
     snapshot,
@@ -21,10 +20,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def provider():
-    scripted = ScriptedLLM()
-    yield scripted
-    scripted.close()
+def provider(llm_script):
+    return llm_script
 
 
 @pytest.fixture

@@ -17,32 +17,14 @@ from django.utils import timezone
 from builds import logstore, reports, services
 from builds.management.commands import analyze_builds as analyze_command
 from builds.models import AnalysisStatus, Build, BuildReport
-from grimoire.testing import json_response, scripted_transport
+from builds.tests.samples import FAILED_LINE, PYTEST_LOG
+from grimoire.testing import OPENAI_TEST_ENV, openai_chat
 from llmcore import gateway
 from llmcore.models import JobStatus, LLMOutput
 
 pytestmark = pytest.mark.django_db
 
-PYTEST_LOG = """\
-============================= test session starts ==============================
-collected 2 items
-
-tests/test_app.py .F                                                     [100%]
-
-=================================== FAILURES ===================================
-_________________________________ test_total __________________________________
-
-    def test_total():
->       assert total([1, 2]) == 4
-E       assert 3 == 4
-
-tests/test_app.py:7: AssertionError
-=========================== short test summary info ============================
-FAILED tests/test_app.py::test_total - assert 3 == 4
-========================= 1 failed, 1 passed in 0.05s ==========================
-"""
-FAILED_LINE = "FAILED tests/test_app.py::test_total - assert 3 == 4"
-OPENAI_ENV = {"LLM_PROVIDERS": "openai", "OPENAI_API_KEY": "sk-test-" + "a" * 40}
+OPENAI_ENV = OPENAI_TEST_ENV
 SECRET = "ghp_" + "Z9" * 18
 
 
@@ -227,21 +209,7 @@ def test_a_failed_analysis_keeps_the_build_and_exits_non_zero(log_file, monkeypa
 
 
 def openai_answer(body: dict) -> httpx.Response:
-    return json_response(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(body)},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 40},
-        },
-    )
+    return openai_chat(json.dumps(body), prompt_tokens=100, completion_tokens=40)
 
 
 ANSWER = {
@@ -252,23 +220,9 @@ ANSWER = {
 
 
 @pytest.fixture
-def provider():
+def provider(llm_script):
     """Install a router whose OpenAI provider answers from `provider(resp, ...)`."""
-    contexts = []
-
-    def install(*responses):
-        transport = scripted_transport(responses)
-        router = gateway.build_router(
-            OPENAI_ENV, client=httpx.Client(transport=transport), sleep=lambda s: None
-        )
-        ctx = gateway.use_router(router)
-        ctx.__enter__()
-        contexts.append(ctx)
-        return transport
-
-    yield install
-    for ctx in contexts:
-        ctx.__exit__(None, None, None)
+    return llm_script
 
 
 def failed_build(log: str = PYTEST_LOG, **meta) -> Build:

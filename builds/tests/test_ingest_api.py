@@ -14,30 +14,12 @@ from django.utils import timezone
 
 from builds import logstore, services, tasks
 from builds.models import AnalysisStatus, Build, BuildLogChunk, BuildReport, BuildStatus
+from builds.tests.samples import FAILED_LINE, PYTEST_LOG
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/builds"
 
-PYTEST_LOG = """\
-============================= test session starts ==============================
-collected 2 items
-
-tests/test_app.py .F                                                     [100%]
-
-=================================== FAILURES ===================================
-_________________________________ test_total __________________________________
-
-    def test_total():
->       assert total([1, 2]) == 4
-E       assert 3 == 4
-
-tests/test_app.py:7: AssertionError
-=========================== short test summary info ============================
-FAILED tests/test_app.py::test_total - assert 3 == 4
-========================= 1 failed, 1 passed in 0.05s ==========================
-"""
-FAILED_LINE = "FAILED tests/test_app.py::test_total - assert 3 == 4"
 SHA = "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39"
 
 

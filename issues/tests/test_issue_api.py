@@ -6,10 +6,9 @@ import httpx
 import pytest
 from django.db import transaction
 
-from grimoire.testing import json_response, scripted_transport
+from grimoire.testing import json_response, openai_chat, scripted_transport
 from issues import services
 from issues.models import Issue
-from llmcore import gateway
 from llmcore.models import LLMOutput
 
 pytestmark = pytest.mark.django_db
@@ -24,44 +23,15 @@ VALID = {
 
 
 def openai_json(obj) -> httpx.Response:
-    return json_response(
-        200,
-        {
-            "id": "c1",
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(obj)},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 20},
-        },
-    )
+    return openai_chat(json.dumps(obj), prompt_tokens=50, completion_tokens=20)
 
 
 @pytest.fixture
-def llm(monkeypatch):
+def llm(monkeypatch, llm_script):
     """Configure a (mocked) OpenAI provider; returns a function that scripts its answers."""
     for key, value in OPENAI_ENV.items():
         monkeypatch.setenv(key, value)
-    stack = []
-
-    def install(*responses):
-        transport = scripted_transport(responses)
-        ctx = gateway.use_router(
-            gateway.build_router(
-                OPENAI_ENV, client=httpx.Client(transport=transport), sleep=lambda s: None
-            )
-        )
-        ctx.__enter__()
-        stack.append(ctx)
-        return transport
-
-    yield install
-    for ctx in stack:
-        ctx.__exit__(None, None, None)
+    return lambda *responses: llm_script(*responses, env=OPENAI_ENV)
 
 
 @pytest.fixture

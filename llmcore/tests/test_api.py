@@ -10,8 +10,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from grimoire.testing import json_response, scripted_transport
-from llmcore import gateway, services
+from grimoire.testing import OPENAI_TEST_ENV, openai_chat
+from llmcore import services
 from llmcore.models import Feedback, JobStatus, LLMOutput
 from llmcore.serializers import MAX_CONTEXT_BYTES
 
@@ -21,46 +21,17 @@ JOBS = "/api/v1/llm_jobs"
 OUTPUTS = "/api/v1/llm_outputs"
 METRICS = "/api/v1/llm/metrics"
 GENERATE = "/api/ai/generate"
-OPENAI_ENV = {"LLM_PROVIDERS": "openai", "OPENAI_API_KEY": "sk-test-" + "a" * 40}
+OPENAI_ENV = OPENAI_TEST_ENV
 
 
 def openai_ok(text: str, *, model: str = "gpt-4o-mini") -> httpx.Response:
-    return json_response(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 20, "completion_tokens": 7},
-        },
-    )
+    return openai_chat(text, model=model, prompt_tokens=20, completion_tokens=7)
 
 
 @pytest.fixture
-def provider():
+def provider(llm_script):
     """Script the provider's answers: `provider(resp, ...)` returns the recording transport."""
-    contexts = []
-
-    def install(*responses, env=OPENAI_ENV):
-        transport = scripted_transport(responses)
-        router = gateway.build_router(
-            env, client=httpx.Client(transport=transport), sleep=lambda s: None
-        )
-        ctx = gateway.use_router(router)
-        ctx.__enter__()
-        contexts.append(ctx)
-        return transport
-
-    yield install
-    for ctx in reversed(contexts):
-        ctx.__exit__(None, None, None)
+    return llm_script
 
 
 @pytest.fixture

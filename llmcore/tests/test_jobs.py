@@ -8,53 +8,25 @@ import httpx
 import pytest
 from django.db import transaction
 
-from grimoire.testing import json_response, scripted_transport
-from llmcore import gateway, services
+from grimoire.testing import OPENAI_TEST_ENV, json_response, openai_chat
+from llmcore import services
 from llmcore.models import JobStatus, LLMOutput
 from llmcore.tasks import run_llm_job
 
 pytestmark = pytest.mark.django_db
 
-OPENAI_ENV = {"LLM_PROVIDERS": "openai", "OPENAI_API_KEY": "sk-test-" + "a" * 40}
+OPENAI_ENV = OPENAI_TEST_ENV
 CANARY = "ghp_" + "Z9" * 18
 
 
 def openai_ok(text: str, *, prompt_tokens: int = 12, completion_tokens: int = 5) -> httpx.Response:
-    return json_response(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-        },
-    )
+    return openai_chat(text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 @pytest.fixture
-def provider():
+def provider(llm_script):
     """Script the provider's answers: `provider(resp, resp, ...)` returns the recording transport."""
-    routers = []
-
-    def install(*responses, env=OPENAI_ENV):
-        transport = scripted_transport(responses)
-        router = gateway.build_router(
-            env, client=httpx.Client(transport=transport), sleep=lambda s: None
-        )
-        ctx = gateway.use_router(router)
-        ctx.__enter__()
-        routers.append(ctx)
-        return transport
-
-    yield install
-    for ctx in routers:
-        ctx.__exit__(None, None, None)
+    return llm_script
 
 
 def submit(**kwargs) -> LLMOutput:

@@ -18,7 +18,7 @@ from builds.fingerprint import fingerprint
 from builds.models import Build
 from builds.services import build_create
 from grimoire import jobs
-from grimoire.testing import json_response
+from grimoire.testing import json_response, openai_chat
 from llmcore import gateway
 from llmcore.models import JobStatus, LLMOutput
 from spells import services
@@ -60,21 +60,7 @@ ModuleNotFoundError: No module named 'quuxlib'
 
 
 def openai_answer(content: str) -> httpx.Response:
-    return json_response(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 300, "completion_tokens": 80},
-        },
-    )
+    return openai_chat(content, prompt_tokens=300, completion_tokens=80)
 
 
 class FakeLLM:
