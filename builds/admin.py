@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -260,40 +261,11 @@ class AutofixRunAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = (
-        "id",
-        "owner",
-        "workspace",
-        "source_path",
-        "source_kind",
-        "runner",
-        "command",
-        "status",
-        "stop_reason",
-        "message",
-        "fallback_used",
-        "iteration_count",
-        "max_iterations",
-        "allow_test_changes",
-        "patch_display",
-        "reviewed_by",
-        "reviewed_at",
-        "exit_code_before",
-        "failure_count_before",
-        "failures_before",
-        "output_before_display",
-        "exit_code_after",
-        "failure_count_after",
-        "failures_after",
-        "output_after_display",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "attempts",
-        "created_at",
-        "started_at",
-        "finished_at",
-    )
+    # Everything shown is read-only except the reviewer's verdict.
+    editable_fields = ("review_status", "review_note")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for f in flatten_fieldsets(self.fieldsets) if f not in self.editable_fields]
 
     def has_add_permission(self, request) -> bool:
         return False  # runs start from the API or `manage.py autofix`
