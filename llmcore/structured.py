@@ -626,25 +626,33 @@ def _constraint_words(schema: Any) -> list[str]:
     words = []
     if isinstance(schema.get("enum"), list):
         words.append("one of " + ", ".join(_short(e, 40) for e in schema["enum"][:20]))
-    if "minimum" in schema and "maximum" in schema:
-        words.append(f"{schema['minimum']} to {schema['maximum']}")
-    elif "minimum" in schema:
-        words.append(f"at least {schema['minimum']}")
-    elif "maximum" in schema:
-        words.append(f"at most {schema['maximum']}")
-    if "minLength" in schema and "maxLength" in schema:
-        words.append(f"{schema['minLength']} to {schema['maxLength']} characters")
-    elif "maxLength" in schema:
-        words.append(f"at most {_count(schema['maxLength'], 'character')}")
-    elif "minLength" in schema:
-        words.append(f"at least {_count(schema['minLength'], 'character')}")
-    if "minItems" in schema and "maxItems" in schema:
-        words.append(f"{schema['minItems']} to {schema['maxItems']} items")
-    elif "minItems" in schema:
-        words.append(f"at least {_count(schema['minItems'], 'item')}")
-    elif "maxItems" in schema:
-        words.append(f"at most {_count(schema['maxItems'], 'item')}")
+    for low, high, noun in _BOUNDS:
+        if phrase := _bound_words(schema, low, high, noun):
+            words.append(phrase)
     return words
+
+
+# (lower-bound keyword, upper-bound keyword, what is counted; "" for plain numbers)
+_BOUNDS = (
+    ("minimum", "maximum", ""),
+    ("minLength", "maxLength", "character"),
+    ("minItems", "maxItems", "item"),
+)
+
+
+def _bound_words(schema: dict[str, Any], low: str, high: str, noun: str) -> str | None:
+    """ "2 to 5 items", "at least 1 item", "at most 100": one bound pair in words."""
+
+    def amount(key: str) -> str:
+        return _count(schema[key], noun) if noun else f"{schema[key]}"
+
+    if low in schema and high in schema:
+        return f"{schema[low]} to {schema[high]}" + (f" {noun}s" if noun else "")
+    if low in schema:
+        return f"at least {amount(low)}"
+    if high in schema:
+        return f"at most {amount(high)}"
+    return None
 
 
 def _field_lines(schema: JsonSchema) -> list[str]:
