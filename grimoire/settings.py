@@ -229,6 +229,15 @@ AUTOFIX_TEST_TIMEOUT_SECONDS = env.int("AUTOFIX_TEST_TIMEOUT_SECONDS", default=3
 AUTOFIX_ALLOW_TEST_CHANGES = env.bool("AUTOFIX_ALLOW_TEST_CHANGES", default=False)
 AUTOFIX_MAX_OUTPUT_BYTES = env.int("AUTOFIX_MAX_OUTPUT_BYTES", default=5_000_000)
 AUTOFIX_MAX_ACTIVE_RUNS_PER_USER = env.int("AUTOFIX_MAX_ACTIVE_RUNS_PER_USER", default=3)
+# A whole run as a job: below the low queue's task timeout, or it would be delivered twice.
+AUTOFIX_RUN_TIMEOUT_SECONDS = env.int(
+    "AUTOFIX_RUN_TIMEOUT_SECONDS", default=max(60, Q_LOW_TIMEOUT - 60)
+)
+# Interpreter for python/pytest test commands (default: Grimoire's own, with its plugins off).
+AUTOFIX_PYTHON = env.str("AUTOFIX_PYTHON", default="")
+# Where scratch copies go (default: the system temp dir); keep them for debugging.
+AUTOFIX_SCRATCH_ROOT = env.str("AUTOFIX_SCRATCH_ROOT", default="") or None
+AUTOFIX_KEEP_SCRATCH = env.bool("AUTOFIX_KEEP_SCRATCH", default=False)
 
 # --- Spells -------------------------------------------------------------------------------------
 # Draft a spell with the LLM when a failure matches none (once per fingerprint).
