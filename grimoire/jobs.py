@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,17 @@ logger = logging.getLogger(__name__)
 
 Sweeper = Callable[[], int]
 _sweepers: dict[str, Sweeper] = {}
+
+
+def _options(queue: str, task_name: str | None, timeout: int | None) -> dict[str, Any]:
+    if queue not in settings.JOB_QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; expected one of {settings.JOB_QUEUES}")
+    options: dict[str, Any] = {"cluster": queue}
+    if task_name:
+        options["task_name"] = task_name
+    if timeout:
+        options["timeout"] = timeout
+    return options
 
 
 def enqueue(
@@ -38,13 +50,7 @@ def enqueue(
     Outside a transaction it is sent at once. If sending fails (broker down) the error is logged,
     not raised: the caller's row is already durable and the sweeper will enqueue it again.
     """
-    if queue not in settings.JOB_QUEUES:
-        raise ValueError(f"unknown queue {queue!r}; expected one of {settings.JOB_QUEUES}")
-    options: dict[str, Any] = {"cluster": queue}
-    if task_name:
-        options["task_name"] = task_name
-    if timeout:
-        options["timeout"] = timeout
+    options = _options(queue, task_name, timeout)
 
     def send() -> None:
         async_task(func, *args, q_options=options, **kwargs)
@@ -58,6 +64,53 @@ def enqueue(
         send()
         return
     transaction.on_commit(send, robust=True)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A job as the ORM broker stores it (its queue table's key and signed payload), not sent."""
+
+    key: str
+    payload: str
+
+
+class _Capture:
+    """Stands in for the broker in async_task(): keeps the signed package instead of sending it."""
+
+    def __init__(self, list_key: str) -> None:
+        self.list_key = list_key
+        self.package: str | None = None
+
+    def enqueue(self, package: str) -> None:
+        self.package = package
+
+
+def queue_row_in_statement(using: str = "default") -> bool:
+    """True when a job can be written by the caller's own SQL on `using`: the ORM broker's queue
+    is a table in that PostgreSQL database (so one INSERT ... RETURNING statement with a
+    data-modifying CTE can store a row and its job together, atomically, in one round trip)."""
+    from django.db import connections
+    from django_q.conf import Conf
+
+    return bool(using == Conf.ORM and not Conf.SYNC and connections[using].vendor == "postgresql")
+
+
+def queue_row(
+    func: str,
+    *args: Any,
+    queue: str = "default",
+    task_name: str | None = None,
+    **kwargs: Any,
+) -> QueueRow:
+    """`func(*args, **kwargs)` packaged and signed by django-q2's own async_task(), exactly as
+    enqueue() would send it, for a caller that inserts it into the ORM broker's table itself
+    (see queue_row_in_statement())."""
+    capture = _Capture(queue)
+    async_task(
+        func, *args, q_options={**_options(queue, task_name, None), "broker": capture}, **kwargs
+    )
+    assert capture.package is not None
+    return QueueRow(key=queue, payload=capture.package)
 
 
 def register_sweeper(name: str) -> Callable[[Sweeper], Sweeper]:

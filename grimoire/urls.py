@@ -20,8 +20,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-# Each app owns its URLs; an app without urls.py yet is simply not mounted.
-for _app in ("llmcore", "builds", "spells", "issues"):
+# Each app owns its URLs; an app without urls.py yet is simply not mounted. spells comes first:
+# its GitHub webhook receiver is the hottest path, and patterns are tried in order.
+for _app in ("spells", "llmcore", "builds", "issues"):
     try:
         urlpatterns.append(path("", include(f"{_app}.urls")))
     except ModuleNotFoundError as exc:

@@ -187,8 +187,10 @@ class DeliveryStatus(models.TextChoices):
 class WebhookDelivery(models.Model):
     """Each GitHub delivery once (X-GitHub-Delivery is unique); a redelivery does no new work."""
 
-    delivery_id = models.CharField(max_length=100, unique=True)
-    event = models.CharField(max_length=50, db_index=True)
+    # Unique by a constraint, not unique=True: on PostgreSQL that would add a second
+    # (varchar_pattern_ops) index nobody uses, and every delivery pays for each index it updates.
+    delivery_id = models.CharField(max_length=100)
+    event = models.CharField(max_length=50)
     action = models.CharField(max_length=50, blank=True)
     repository = models.CharField(max_length=200, blank=True)
     payload = models.JSONField()
@@ -204,6 +206,9 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-received_at"]
         verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["delivery_id"], name="webhookdelivery_unique_delivery")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event}.{self.action} {self.delivery_id}"

@@ -32,13 +32,15 @@ def _retry_later(func: str, args: tuple, delay: float) -> None:
     )
 
 
-def process_delivery(delivery_pk: int) -> str:
+def process_delivery(delivery_id: str) -> str:
+    """Handle one stored GitHub delivery, named by its X-GitHub-Delivery id (the natural key: the
+    receiver queues this job in the same statement that stores the row, before its pk exists)."""
     # Claim: only a received delivery is processed; a second delivery of this task does nothing.
     # Claim: received (or a stale claim whose worker died); a second delivery of this task, or
     # one queued again by the sweeper while this runs, finds nothing to claim.
     stale = timezone.now() - timedelta(seconds=settings.STUCK_AFTER_SECONDS)
     claimed = (
-        WebhookDelivery.objects.filter(pk=delivery_pk)
+        WebhookDelivery.objects.filter(delivery_id=delivery_id)
         .filter(
             Q(status=DeliveryStatus.RECEIVED)
             | Q(status=DeliveryStatus.PROCESSING, processed_at__lt=stale)
@@ -49,7 +51,8 @@ def process_delivery(delivery_pk: int) -> str:
             processed_at=timezone.now(),
         )
     )
-    delivery = WebhookDelivery.objects.get(pk=delivery_pk)
+    delivery = WebhookDelivery.objects.get(delivery_id=delivery_id)
+    delivery_pk = delivery.pk
     if not claimed:
         return delivery.status
     if delivery.attempts > MAX_DELIVERY_ATTEMPTS:
@@ -62,7 +65,7 @@ def process_delivery(delivery_pk: int) -> str:
     try:
         result = handler.handle(delivery.payload)
     except RateLimitedError as exc:
-        _retry_later("spells.tasks.process_delivery", (delivery_pk,), exc.retry_after)
+        _retry_later("spells.tasks.process_delivery", (delivery_id,), exc.retry_after)
         WebhookDelivery.objects.filter(pk=delivery_pk).update(
             status=DeliveryStatus.RECEIVED, error=str(exc)
         )
@@ -71,7 +74,7 @@ def process_delivery(delivery_pk: int) -> str:
         if isinstance(exc, GitHubError) and (exc.status or 0) < 500:
             return _delivery_failed(delivery, exc)
         # GitHub down or slow for a moment: try again later, with growing delays.
-        _retry_later("spells.tasks.process_delivery", (delivery_pk,), 30 * 2**delivery.attempts)
+        _retry_later("spells.tasks.process_delivery", (delivery_id,), 30 * 2**delivery.attempts)
         WebhookDelivery.objects.filter(pk=delivery_pk).update(
             status=DeliveryStatus.RECEIVED, error=f"{type(exc).__name__}: {exc}"[:2000]
         )
@@ -103,10 +106,10 @@ def sweep_deliveries() -> int:
             & (Q(processed_at__isnull=True) | Q(processed_at__lt=stale))
             | Q(status=DeliveryStatus.PROCESSING, processed_at__lt=stale)
         )
-        .values_list("pk", flat=True)[:200]
+        .values_list("delivery_id", flat=True)[:200]
     )
-    for pk in ids:
-        jobs.enqueue("spells.tasks.process_delivery", pk, queue="high")
+    for delivery_id in ids:
+        jobs.enqueue("spells.tasks.process_delivery", delivery_id, queue="high")
     return len(ids)
 
 

@@ -13,15 +13,14 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from grimoire import jobs
 from grimoire.api import error_body
-from spells import github_events
-from spells.models import DeliveryStatus, WebhookDelivery
+from spells import deliveries, github_events
+from spells.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -75,26 +74,26 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
     action = str(payload.get("action") or "")[:50]
 
     handler = github_events.HANDLERS.get(event)
+    process = bool(handler and handler.wants(payload))
     try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                delivery_id=delivery_id,
-                event=event,
-                action=action,
-                repository=str((payload.get("repository") or {}).get("full_name") or "")[:200],
-                payload=payload,
-                status=DeliveryStatus.RECEIVED
-                if handler and handler.wants(payload)
-                else DeliveryStatus.IGNORED,
-            )
-            if delivery.status == DeliveryStatus.RECEIVED:
-                jobs.enqueue(
-                    "spells.tasks.process_delivery",
-                    delivery.pk,
-                    queue="high",
-                    task_name=f"gh-{delivery_id}",
-                )
-    except IntegrityError:
+        created = deliveries.record(
+            delivery_id=delivery_id,
+            event=event,
+            action=action,
+            repository=str((payload.get("repository") or {}).get("full_name") or "")[:200],
+            payload=payload,
+            body=body,
+            process=process,
+        )
+    except DataError:
+        # JSON the database cannot store (PostgreSQL's jsonb refuses \u0000 in strings).
+        return _error(400, "malformed_request", "Body holds JSON this server cannot store.")
+    except (OperationalError, InterfaceError):
+        # The database is down (the write was already tried on a fresh connection): nothing is
+        # stored, and a 5xx tells the sender the delivery is worth sending again.
+        logger.exception("GitHub delivery not stored: database unavailable")
+        return _error(503, "unavailable", "Database unavailable; deliver again later.")
+    if not created:
         # A redelivery: acknowledged, no new work.
         existing = WebhookDelivery.objects.filter(delivery_id=delivery_id).first()
         return JsonResponse(
@@ -115,9 +114,9 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
         "action": action,
         "delivery": delivery_id,
     }
-    if delivery.status == DeliveryStatus.IGNORED:
+    if not process:
         body_out["status"] = "ignored"
-    else:
-        body_out.update(handler.preview(payload))  # what is already known; the rest is queued
-        body_out["jobs"] = [f"gh-{delivery_id}"]
-    return JsonResponse(body_out, status=202 if delivery.status == DeliveryStatus.RECEIVED else 200)
+        return JsonResponse(body_out, status=200)
+    body_out.update(handler.preview(payload))  # what is already known; the rest is queued
+    body_out["jobs"] = [deliveries.job_name(delivery_id)]
+    return JsonResponse(body_out, status=202)

@@ -694,7 +694,7 @@ def test_pull_request_rate_limited_is_retried_later_not_failed(deliver, github):
     assert "rate limit" in delivery.error
     retry = Schedule.objects.get(func="spells.tasks.process_delivery")
     assert retry.schedule_type == Schedule.ONCE
-    assert ast.literal_eval(retry.args) == (delivery.pk,)
+    assert ast.literal_eval(retry.args) == (delivery.delivery_id,)
     wait = (retry.next_run - timezone.now()).total_seconds()
     assert 60 < wait <= 125  # when GitHub said the quota resets
 
@@ -737,7 +737,7 @@ def test_a_delivery_that_keeps_being_rate_limited_ends_failed(deliver, github):
     deliver("pull_request__opened")
     delivery = WebhookDelivery.objects.get()
     for _ in range(MAX_DELIVERY_ATTEMPTS):
-        process_delivery(delivery.pk)
+        process_delivery(delivery.delivery_id)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
 
@@ -1083,6 +1083,6 @@ def test_a_second_run_of_a_delivery_being_processed_does_nothing(deliver, github
     deliver("pull_request__opened")
     delivery = WebhookDelivery.objects.get()
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PROCESSING)
-    assert process_delivery(delivery.pk) == DeliveryStatus.PROCESSING
+    assert process_delivery(delivery.delivery_id) == DeliveryStatus.PROCESSING
     delivery.refresh_from_db()
     assert delivery.attempts == 1
