@@ -29,6 +29,11 @@ def _isolated_state(settings, tmp_path):
         cache.clear()
     yield
     Conf.SYNC = previous_sync
+    # The webhook writer thread (spells.deliveries) holds its own connection to the test
+    # database: close it with the test that used it, before the database is flushed or dropped.
+    from spells.deliveries import group_commit
+
+    group_commit.stop()
 
 
 @pytest.fixture

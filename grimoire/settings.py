@@ -250,6 +250,9 @@ SPELL_REUSE_MIN_SCORE = env.float("SPELL_REUSE_MIN_SCORE", default=60.0)
 # for the REST API (PR files and diffs, job logs, comments), and optional PR comments.
 GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
 GITHUB_WEBHOOK_MAX_BYTES = env.int("GITHUB_WEBHOOK_MAX_BYTES", default=25 * 1024 * 1024)
+# PostgreSQL + ORM broker: deliveries arriving together are written in one statement by a writer
+# thread per web process (spells/deliveries.py). Off: one statement per delivery.
+WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=True)
 SPELLS_COMMENT_ON_PRS = env.bool("SPELLS_COMMENT_ON_PRS", default=False)
 
 # --- Issues -------------------------------------------------------------------------------------

@@ -88,9 +88,10 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
     except DataError:
         # JSON the database cannot store (PostgreSQL's jsonb refuses \u0000 in strings).
         return _error(400, "malformed_request", "Body holds JSON this server cannot store.")
-    except (OperationalError, InterfaceError):
-        # The database is down (the write was already tried on a fresh connection): nothing is
-        # stored, and a 5xx tells the sender the delivery is worth sending again.
+    except (OperationalError, InterfaceError, TimeoutError):
+        # The database is down or stalled (the write was already tried on a fresh connection): a
+        # 5xx tells the sender the delivery is worth sending again (a late write makes that a
+        # duplicate, whose job was queued with it).
         logger.exception("GitHub delivery not stored: database unavailable")
         return _error(503, "unavailable", "Database unavailable; deliver again later.")
     if not created:
