@@ -415,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"context: one client alone: /healthz p50 {solo_ceiling.pct(0.5):.2f} ms, webhook p50 "
         f"{solo_hooks.pct(0.5):.2f} ms; one INSERT+COMMIT on this PostgreSQL {commit_ms:.2f} ms "
-        f"(median, idle); a delivery commits once (its row and its job in the ORM broker's "
-        f"queue together); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"(median, idle); a delivery is one statement (its row and its job together), and "
+        f"deliveries arriving together share one (group commit); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     queue_note = f", {queued} jobs enqueued" if queued >= 0 else ""
     print(
