@@ -2,8 +2,12 @@
 
 The analyzer reads a log once, in chunks, in constant memory, and reports:
 
-- error and warning lines (1-based line numbers over the log split on ``\\n``), with exact counts
-  and the first :data:`MAX_FINDINGS` of each kept;
+- error and warning lines (1-based line numbers over the log split on ``\\n``), with exact counts.
+  The first :data:`MAX_FINDINGS` warnings are kept; of the errors, those that explain the failure
+  are listed (up to :data:`MAX_FINDINGS`): the failing step's errors ranked close to the primary
+  error, each repeated line once, without the wrapper lines ("make: *** Error 1") that restate
+  them. Errors of steps that went on fine are counted, not listed (see
+  ``LogAnalyzer._relevant_errors``);
 - test failures from runner-aware parsers (pytest, unittest, Jest, Mocha, cargo test, go test,
   JUnit/Maven Surefire, Gradle, RSpec, PHPUnit, ExUnit, ScalaTest, gtest, Bazel, dotnet, TAP);
   compiler, linter and dependency-resolution errors are recognised and given a ``kind``;
@@ -54,7 +58,7 @@ __all__ = [
     "clean_line",
 ]
 
-MAX_FINDINGS = 200  # errors, warnings and failures kept each; the counts stay exact
+MAX_FINDINGS = 200  # errors, warnings and failures listed each; the counts stay exact
 MAX_EXCERPT_LINES = 60
 MAX_TEXT_CHARS = 2000  # stored text of one line; a minified bundle on one line stays bounded
 CHUNK_BYTES = 1 << 20
@@ -75,6 +79,9 @@ _FAILED_SECTION_BONUS = 40  # a step that did not fail did not cause the failure
 _RECENCY_BONUS = 10  # for errors in the last blocks before the step failed
 _RECENCY_BLOCKS = 2
 _RECENCY_MIN_SCORE = 40  # wrappers and summaries do not count as "the last blocks"
+# An error is reported when its final score comes this close to the primary error's: the other
+# errors of the failing step, not those of steps that passed or of post-processing.
+_RELEVANCE_MARGIN = 40
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +322,8 @@ F_SUMMARY = 32  # outcome/summary line ("3 failed, 10 passed")
 F_TB = 64  # Python traceback header
 F_CONT = 128  # continues the current block even when not indented
 F_EXC = 256  # an exception line (the traceback logic may promote it)
+F_GUESS = 512  # a primary-error candidate that is not an error line (see _tail_candidate)
+_WEAK_FLAGS = F_WRAPPER | F_SUMMARY  # lines that restate a failure rather than explain it
 
 
 @dataclass(slots=True)
@@ -1961,6 +1970,9 @@ class _Block:
     gap: int = 0
     origin: int = 0  # first line of the run of blocks this one continues (see _split_block)
     best: int = 0  # best candidate score seen in the block
+    # Last line that says more than a wrapper or a summary: an excerpt ends there, not on the
+    # "make: *** Error 1" / "FAIL pkg 0.5s" lines that close the block.
+    last_strong: int = 0
 
 
 @dataclass(slots=True)
@@ -1974,6 +1986,11 @@ class _Candidate:
     order: int
     flags: int
     frames: tuple[str, ...] = ()
+
+
+def _group(cand: _Candidate) -> int:
+    """The excerpt block a candidate belongs to; a line outside any block is a group alone."""
+    return cand.block if cand.block >= 0 else -1 - cand.order
 
 
 class LogAnalyzer:
@@ -2200,6 +2217,8 @@ class LogAnalyzer:
         if continues:
             block.end = line_no
             block.gap = 0
+            if cls is None or not cls.flags & _WEAK_FLAGS:
+                block.last_strong = line_no
         else:
             block.gap += 1
             if block.gap >= _MAX_GAP:
@@ -2483,7 +2502,9 @@ class LogAnalyzer:
 
     def _open_block(self, line_no: int, text: str, buf: bytes, start: int) -> None:
         self._block_seq += 1
-        block = _Block(self._block_seq, line_no, line_no, self._section, origin=line_no)
+        block = _Block(
+            self._block_seq, line_no, line_no, self._section, origin=line_no, last_strong=line_no
+        )
         header = self._line_before(buf, start)
         if header is not None and header.strip() and _HEADER_RE.match(header):
             block.start = line_no - 1
@@ -2515,7 +2536,14 @@ class LogAnalyzer:
         del old.lines[keep:]
         self._blocks[old.id] = old
         self._block_seq += 1
-        new = _Block(self._block_seq, line_no, line_no - 1, old.section, origin=old.origin)
+        new = _Block(
+            self._block_seq,
+            line_no,
+            line_no - 1,
+            old.section,
+            origin=old.origin,
+            last_strong=line_no - 1,
+        )
         new.has_test = old.has_test
         self._block = new
         if len(self._blocks) > _MAX_BLOCKS:
@@ -2598,7 +2626,7 @@ class LogAnalyzer:
                 section,
                 block.id,
                 self._order,
-                0,
+                F_GUESS,
             )
             self._order += 1
             (
@@ -2610,22 +2638,16 @@ class LogAnalyzer:
 
     # ---- result ----------------------------------------------------------------------------------------
 
-    def _choose_primary(self, pool: list[_Candidate]) -> _Candidate | None:
-        """The most likely failure line.
-
-        Score = how telling the line is (compiler error > test failure > generic error > wrapper),
-        + a bonus when its CI step failed, + a bonus when it sits in one of the last error blocks
-        before that failure (logs end where builds fail; errors printed early and survived are
-        usually noise). Ties go to the earliest line (the first error causes the rest), except
-        that a repeated identical error points at its last occurrence (the retry that failed).
-        """
-        if not pool:
-            return None
-        failed = self._failed_sections or {max(c.section for c in pool)}
+    def _final_scorer(self, pool: list[_Candidate]) -> Callable[[_Candidate], int]:
+        """How likely each candidate is the failure: its rule's score, + a bonus when its CI
+        step failed, + a bonus when it sits in one of the last error blocks before that
+        failure (logs end where builds fail; errors printed early and survived are usually
+        noise)."""
+        failed = self._failed_sections or {max(c.section for c in pool)} if pool else set()
         groups: dict[int, dict[int, int]] = {}
         for cand in pool:
             if cand.section in failed and cand.score >= _RECENCY_MIN_SCORE:
-                group = cand.block if cand.block >= 0 else -1 - cand.order
+                group = _group(cand)
                 last = groups.setdefault(cand.section, {})
                 last[group] = max(last.get(group, 0), cand.line)
         recent: set[tuple[int, int]] = set()
@@ -2637,11 +2659,22 @@ class LogAnalyzer:
             score = cand.score
             if cand.section in self._failed_sections:
                 score += _FAILED_SECTION_BONUS
-            group = cand.block if cand.block >= 0 else -1 - cand.order
-            if (cand.section, group) in recent:
+            if (cand.section, _group(cand)) in recent:
                 score += _RECENCY_BONUS
             return score
 
+        return final
+
+    def _choose_primary(
+        self, pool: list[_Candidate], final: Callable[[_Candidate], int]
+    ) -> _Candidate | None:
+        """The most likely failure line: the best final score (compiler error > test failure >
+        generic error > wrapper, see :meth:`_final_scorer`). Ties go to the earliest line (the
+        first error causes the rest), except that a repeated identical error points at its last
+        occurrence (the retry that failed).
+        """
+        if not pool:
+            return None
         scored = sorted(
             ((final(c), -c.line, c) for c in pool), key=lambda t: (t[0], t[1]), reverse=True
         )
@@ -2652,6 +2685,56 @@ class LogAnalyzer:
             if cand.line > best.line and cand.text == best.text:
                 best = cand
         return best
+
+    def _relevant_errors(
+        self,
+        pool: list[_Candidate],
+        primary: _Candidate | None,
+        final: Callable[[_Candidate], int],
+        fp: Callable[[_Candidate], str],
+    ) -> list[Finding]:
+        """The error lines that explain the failure, not every line that looks like an error.
+
+        Kept: the primary error, the errors of its block, and the errors that score nearly as
+        well as it (the other errors of the failing step, see :meth:`_final_scorer`). Dropped:
+        errors of steps that did not fail and other low-ranked noise (post-processing, errors
+        provoked by tests that passed); wrapper and summary lines ("make: *** Error 1",
+        "Got exit code 1", "FAIL") when a more specific error is reported, except the outcome
+        line of the failing report; repeats of a line already listed (retries, re-runs): the
+        occurrence in the primary error's block, else the last one, is kept.
+        """
+        recorded = {c.order: c for c in self._errors}
+        for c in pool:
+            if not c.flags & F_GUESS:
+                recorded.setdefault(c.order, c)
+        cands = sorted(recorded.values(), key=lambda c: c.order)
+        home = _group(primary) if primary is not None else None
+        if primary is not None:
+            threshold = final(primary) - _RELEVANCE_MARGIN
+            specific = not primary.flags & _WEAK_FLAGS
+            # The outcome line of the failing report ("1 failed, 1 passed", "FAIL pkg 0.5s"):
+            # the last summary after the primary error in its block.
+            outcome = None
+            if specific:
+                for c in cands:
+                    if c.flags & F_SUMMARY and c.line > primary.line and _group(c) == home:
+                        outcome = c
+            kept = []
+            for c in cands:
+                if c is not primary and c is not outcome:
+                    if specific and c.flags & _WEAK_FLAGS:
+                        continue
+                    if _group(c) != home and final(c) < threshold:
+                        continue
+                kept.append(c)
+            cands = kept
+        by_text: dict[str, _Candidate] = {}
+        for c in cands:
+            held = by_text.get(c.text)
+            if held is None or _group(held) != home or c is primary:
+                by_text[c.text] = c
+        chosen = sorted(by_text.values(), key=lambda c: c.line)[:MAX_FINDINGS]
+        return [Finding(c.line, c.text, fp(c), c.kind) for c in chosen]
 
     def _build_result(self) -> LogAnalysis:
         pool = [
@@ -2667,9 +2750,10 @@ class LogAnalyzer:
                 fp_cache[k] = _fingerprint(c.text, kind=c.kind, frames=c.frames)
             return fp_cache[k]
 
-        primary_cand = self._choose_primary(pool)
+        final = self._final_scorer(pool)
+        primary_cand = self._choose_primary(pool, final)
 
-        errors = [Finding(c.line, c.text, fp(c), c.kind) for c in self._errors]
+        errors = self._relevant_errors(pool, primary_cand, final, fp)
         warnings = [
             Finding(line, text, _fingerprint(text, kind=kind), kind)
             for line, text, kind in self._warnings
@@ -2698,6 +2782,7 @@ class LogAnalyzer:
         if block is None or not (block.start <= cand.line <= block.start + len(block.lines) - 1):
             return Excerpt(cand.line, cand.line, cand.text)
         start, end = block.start, block.start + len(block.lines) - 1
+        end = min(end, max(block.last_strong, cand.line))
         if end - start + 1 > MAX_EXCERPT_LINES:
             # Keep the primary line and what leads to it (Python prints the cause last) and
             # what follows (Java/JS print the frames after the message), biased to follow.

@@ -354,7 +354,11 @@ def test_go_test_failures_with_subtests():
     ]
     assert result.failures[1].file == "reserve_test.go"
     assert result.primary_error.line == 6
-    assert (result.excerpt.start, result.excerpt.end) == (6, 10)
+    # The excerpt ends with the failure's message, not on the "FAIL" summaries after it.
+    assert (result.excerpt.start, result.excerpt.end) == (6, 8)
+    # The package's outcome line is listed once; the bare "FAIL" lines are only counted.
+    assert lines_of(result) == [6, 7, 8, 10]
+    assert result.error_count == 6
 
 
 def test_go_build_failure_points_at_the_compiler_error():
@@ -381,8 +385,11 @@ def test_maven_surefire_failure_in_jenkins():
 
 def test_an_exception_logged_by_a_passing_test_class_is_not_the_primary_error():
     result = fixture("maven_surefire_jenkins.log")
-    assert 9 in lines_of(result)  # still an error line
     assert result.primary_error.line != 9
+    # Still counted as an error line, but not listed: it did not fail the build.
+    assert result.error_count == 8
+    assert 9 not in lines_of(result)
+    assert {15, 16, 25} <= set(lines_of(result))
 
 
 def test_gradle_test_failure():
@@ -504,8 +511,10 @@ def test_tool_errors(name, line, kind, snippet):
 def test_compiler_warnings_and_wrappers():
     result = fixture("gcc_make.log")
     assert [w.line for w in result.warnings] == [5]
-    # "make: *** ... Error 1" is counted (it is an error line) but never explains the failure.
-    assert lines_of(result) == [8, 13]
+    # "make: *** ... Error 1" is counted (it is an error line) but never explains the failure,
+    # so it is not listed next to the compiler error it wraps.
+    assert lines_of(result) == [8]
+    assert result.error_count == 2
     assert "^~~~~~~~~~~" in result.excerpt.text
 
 
@@ -986,3 +995,105 @@ def test_an_indented_exception_under_a_failing_js_test_is_an_error():
     log = "FAIL src/Cart.test.tsx\n  \u25cf Cart \u203a renders\n\n    TypeError: Cannot read properties of undefined (reading 'length')\n"
     texts = [e.text.strip() for e in analyze_text(log).errors]
     assert "TypeError: Cannot read properties of undefined (reading 'length')" in texts
+
+
+# ---- which error lines are listed -------------------------------------------------------------
+
+
+def test_wrapper_lines_are_counted_but_not_listed_next_to_the_error_they_wrap():
+    log = "\n".join(
+        [
+            "##[group]Run make test",
+            "##[endgroup]",
+            "Traceback (most recent call last):",
+            '  File "run.py", line 3, in <module>',
+            "    import shop.cart",
+            "ImportError: cannot import name 'grow' from 'shop.cart'",
+            "Got exit code 1",
+            "make: *** [Makefile:8: test] Error 1",
+            "##[error]Process completed with exit code 2.",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert lines_of(result) == [6]
+    assert result.error_count == 3
+    # The excerpt is the traceback: it does not run on into the lines that restate it.
+    assert (result.excerpt.start, result.excerpt.end) == (3, 6)
+
+
+def test_a_wrapper_is_listed_when_nothing_more_specific_was_found():
+    result = analyze_text("cc -c cart.c\nmake: *** [Makefile:8: cart.o] Error 1\n")
+    assert lines_of(result) == [2]
+    assert result.primary_error.line == 2
+
+
+def test_a_retried_error_is_listed_once_at_the_attempt_that_failed_the_step():
+    log = "\n".join(
+        [
+            "##[group]Run actions/checkout@v4",
+            "##[endgroup]",
+            "fatal: couldn't find remote ref refs/tags/v9",
+            "The process '/usr/bin/git' failed with exit code 128",
+            "Waiting 12 seconds before trying again",
+            "fatal: couldn't find remote ref refs/tags/v9",
+            "The process '/usr/bin/git' failed with exit code 128",
+            "Waiting 15 seconds before trying again",
+            "fatal: couldn't find remote ref refs/tags/v9",
+            "##[error]The process '/usr/bin/git' failed with exit code 128",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 9
+    assert lines_of(result) == [9]
+    assert result.error_count == 6
+
+
+def test_errors_of_a_step_that_did_not_fail_are_counted_but_not_listed():
+    log = "\n".join(
+        [
+            "##[group]Run ./upload-metrics.sh",
+            "##[endgroup]",
+            "Error: could not reach metrics.example.com",
+            "##[group]Run pytest",
+            "##[endgroup]",
+            "FAILED tests/test_cart.py::test_total - assert 3 == 4",
+            "##[error]Process completed with exit code 1.",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert lines_of(result) == [6]
+    assert result.error_count == 2
+
+
+def test_the_failing_steps_errors_are_listed_however_many_errors_came_before():
+    lines = ["##[group]Run ./lint.sh", "##[endgroup]"]
+    lines += [f"ERROR: style issue number {i} in module_{i}" for i in range(MAX_FINDINGS + 100)]
+    lines += [
+        "##[group]Run make",
+        "##[endgroup]",
+        "src/cart.c:57:5: error: implicit declaration of function 'grow'",
+        "##[error]Process completed with exit code 2.",
+    ]
+    result = analyze_lines(lines)
+    assert result.error_count == MAX_FINDINGS + 101
+    assert [e.text for e in result.errors] == [
+        "src/cart.c:57:5: error: implicit declaration of function 'grow'"
+    ]
+    assert result.primary_error.line == len(lines) - 1
+
+
+def test_the_outcome_line_of_the_failing_report_is_listed_with_the_failure():
+    log = "\n".join(
+        [
+            "=================================== FAILURES ===================================",
+            "_________________________________ test_total __________________________________",
+            "E       assert 3 == 4",
+            "tests/test_app.py:7: AssertionError",
+            "=========================== short test summary info ============================",
+            "FAILED tests/test_app.py::test_total - assert 3 == 4",
+            "========================= 1 failed, 1 passed in 0.05s ==========================",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert lines_of(result) == [2, 6, 7]
+    assert result.error_count == len(result.errors)
