@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, TextIO
 
 import re2
 
+from builds.fingerprint import LIBRARY_MARKERS
 from builds.fingerprint import fingerprint as _fingerprint
 
 __all__ = [
@@ -1932,7 +1933,10 @@ _FRAME_AFTER_RE = re.compile(r"^\s+(?:at |# \S+:\d+|\S+\.go:\d+)")
 # Continuation: the line belongs to the block above it (frames, details, code excerpts).
 _CONT_RE = re.compile(
     r"^(?:\s|at |Caused by|\.\.\. \d+ more|File \"|E\s|>|\||\^|~|-->|= note|note:|help:|Suppressed:|\+|-(?!-- ?(?:PASS|RUN))"
-    r"|\[ERROR\]|\[FATAL\]|npm ERR!|npm error|symbol:|location:|required:|found:|reason:|[\u2502\u2575\u2577\u256d\u2570]|#\s|\d+ \|)"
+    r"|\[ERROR\]|\[FATAL\]|npm ERR!|npm error|symbol:|location:|required:|found:|reason:|[\u2502\u2575\u2577\u256d\u2570]|#\s|\d+ \||goroutine \d+ \[|created by |\[signal SIG)"
+)
+_CHAINED_RE = re.compile(
+    r"^(?:The above exception was the direct cause|During handling of the above exception)"
 )
 # Lines that end a block even if indented: passing results and CI markup.
 _BREAK_RE = re.compile(
@@ -1986,6 +1990,42 @@ class _Candidate:
     order: int
     flags: int
     frames: tuple[str, ...] = ()
+
+
+def _traceback_start(block: _Block, line: int, start: int) -> int:
+    """Where the excerpt of an exception that ends a Python traceback starts: at the innermost
+    frame of the project's own code (the call that led into the failure; the library frames
+    under it stay), not at the outermost frames of the runner, the harness and the entry point
+    that a long traceback opens with. A chained exception ("The above exception was the direct
+    cause ...") starts at its cause's traceback, so the cause stays in the excerpt. ``start``
+    when ``line`` does not end a traceback."""
+    ln = line - 1
+    while True:
+        header = chosen = innermost = None
+        while ln >= start:
+            text = block.lines[ln - block.start].lstrip()
+            if text.startswith("Traceback (most recent call last)"):
+                header = ln
+                break
+            if text.startswith('File "'):
+                if innermost is None:
+                    innermost = ln
+                if chosen is None and not any(marker in text for marker in LIBRARY_MARKERS):
+                    chosen = ln
+            ln -= 1
+        if innermost is None:
+            return start  # not a traceback, or a cause whose frames are not in the block
+        if chosen is None:
+            chosen = innermost  # only library frames: where it was raised
+        result = header if header is not None and chosen == header + 1 else chosen
+        if header is None:
+            return result
+        ln = header - 1
+        while ln >= start and not block.lines[ln - block.start].strip():
+            ln -= 1
+        if ln < start or not _CHAINED_RE.match(block.lines[ln - block.start]):
+            return result
+        ln -= 1
 
 
 def _group(cand: _Candidate) -> int:
@@ -2788,6 +2828,7 @@ class LogAnalyzer:
             # what follows (Java/JS print the frames after the message), biased to follow.
             start = max(block.start, min(cand.line - 5, end - MAX_EXCERPT_LINES + 1))
             end = start + MAX_EXCERPT_LINES - 1
+        start = _traceback_start(block, cand.line, start)
         lines = block.lines[start - block.start : end - block.start + 1]
         while lines and not lines[-1].strip():
             lines.pop()

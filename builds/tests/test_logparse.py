@@ -1097,3 +1097,72 @@ def test_the_outcome_line_of_the_failing_report_is_listed_with_the_failure():
     result = analyze_text(log + "\n")
     assert lines_of(result) == [2, 6, 7]
     assert result.error_count == len(result.errors)
+
+
+# ---- excerpt extent ---------------------------------------------------------------------------
+
+
+def test_a_python_traceback_excerpt_starts_at_the_innermost_frame_of_the_projects_code():
+    log = "\n".join(
+        [
+            "+ python tools/check_config.py",
+            "Traceback (most recent call last):",
+            '  File "/usr/lib/python3.12/runpy.py", line 198, in _run_module_as_main',
+            "    return _run_code(code, main_globals, None,",
+            '  File "/home/runner/work/shop/shop/tools/check_config.py", line 40, in <module>',
+            "    main()",
+            '  File "/home/runner/work/shop/shop/tools/check_config.py", line 12, in main',
+            "    load(cfg)",
+            '  File "/opt/venv/lib/python3.12/site-packages/yaml/__init__.py", line 81, in load',
+            "    return loader.get_single_data()",
+            "yaml.scanner.ScannerError: mapping values are not allowed here",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 11
+    # The last call in the project's code and the library frames under it; not the entry point.
+    assert (result.excerpt.start, result.excerpt.end) == (7, 11)
+    assert result.excerpt.text.startswith(
+        '  File "/home/runner/work/shop/shop/tools/check_config.py", line 12'
+    )
+
+
+def test_a_python_traceback_of_library_frames_only_starts_where_it_was_raised():
+    log = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            '  File "/usr/lib/python3.12/runpy.py", line 198, in _run_module_as_main',
+            "    return _run_code(code, main_globals, None,",
+            '  File "/opt/venv/lib/python3.12/site-packages/pip/_internal/main.py", line 9, in main',
+            "    return command.main(args)",
+            "OSError: [Errno 28] No space left on device",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert (result.excerpt.start, result.excerpt.end) == (4, 6)
+
+
+def test_a_go_panic_excerpt_holds_its_goroutine_trace():
+    log = "\n".join(
+        [
+            "ok  \tgithub.com/acme/shop/internal/store\t0.031s",
+            "--- FAIL: TestCheckout (0.00s)",
+            "panic: runtime error: invalid memory address or nil pointer dereference [recovered]",
+            "\tpanic: runtime error: invalid memory address or nil pointer dereference",
+            "[signal SIGSEGV: segmentation violation code=0x1 addr=0x128 pc=0xd0ce46]",
+            "",
+            "goroutine 24 [running]:",
+            "testing.tRunner.func1.2({0xdf8580, 0x1835d80})",
+            "\t/opt/hostedtoolcache/go/1.22.0/x64/src/testing/testing.go:1389 +0x24e",
+            "github.com/acme/shop/internal/cart.(*Cart).Total(0x0)",
+            "\t/home/runner/work/shop/shop/internal/cart/cart.go:53 +0x126",
+            "created by testing.(*T).Run",
+            "\t/opt/hostedtoolcache/go/1.22.0/x64/src/testing/testing.go:1486 +0x35f",
+            "FAIL\tgithub.com/acme/shop/internal/cart\t0.012s",
+            "ok  \tgithub.com/acme/shop/internal/pricing\t0.008s",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 2
+    assert (result.excerpt.start, result.excerpt.end) == (2, 13)
+    assert "cart.go:53" in result.excerpt.text
