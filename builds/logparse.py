@@ -83,6 +83,9 @@ _RECENCY_MIN_SCORE = 40  # wrappers and summaries do not count as "the last bloc
 # An error is reported when its final score comes this close to the primary error's: the other
 # errors of the failing step, not those of steps that passed or of post-processing.
 _RELEVANCE_MARGIN = 40
+# Lines demoted to noise (post-processing, errors printed by test classes that passed, ignored
+# exceptions: 30) are not listed unless they are part of the primary error's block.
+_LISTED_MIN_SCORE = 40
 
 
 # --------------------------------------------------------------------------------------------
@@ -2737,8 +2740,8 @@ class LogAnalyzer:
 
         Kept: the primary error, the errors of its block, and the errors that score nearly as
         well as it (the other errors of the failing step, see :meth:`_final_scorer`). Dropped:
-        errors of steps that did not fail and other low-ranked noise (post-processing, errors
-        provoked by tests that passed); wrapper and summary lines ("make: *** Error 1",
+        errors of steps that did not fail and lines demoted to noise (post-processing, errors
+        printed by test classes that passed); wrapper and summary lines ("make: *** Error 1",
         "Got exit code 1", "FAIL") when a more specific error is reported, except the outcome
         line of the failing report; repeats of a line already listed (retries, re-runs): the
         occurrence in the primary error's block, else the last one, is kept.
@@ -2764,7 +2767,7 @@ class LogAnalyzer:
                 if c is not primary and c is not outcome:
                     if specific and c.flags & _WEAK_FLAGS:
                         continue
-                    if _group(c) != home and final(c) < threshold:
+                    if _group(c) != home and (final(c) < threshold or c.score < _LISTED_MIN_SCORE):
                         continue
                 kept.append(c)
             cands = kept

@@ -1166,3 +1166,18 @@ def test_a_go_panic_excerpt_holds_its_goroutine_trace():
     assert result.primary_error.line == 2
     assert (result.excerpt.start, result.excerpt.end) == (2, 13)
     assert "cart.go:53" in result.excerpt.text
+
+
+def test_a_post_processing_failure_after_the_real_one_is_counted_but_not_listed():
+    log = "\n".join(
+        [
+            "test_model 1/1 failed!",
+            "Collecting the test reports",
+            "Uploading the test reports",
+            "Failed to upload artifacts: Unable to locate credentials",
+        ]
+    )
+    result = analyze_text(log + "\n")
+    assert result.primary_error.line == 1
+    assert lines_of(result) == [1]
+    assert result.error_count == 2
