@@ -94,3 +94,30 @@ def test_a_log_without_errors_says_so(tmp_path):
     out, _ = run(str(path))
     assert "2 lines, 0 errors" in out
     assert "no error found" in out
+
+
+def test_the_more_count_is_what_is_left_of_the_listed_errors(tmp_path):
+    # Fourteen compiler errors are all listed; ten are shown, four are left.
+    path = tmp_path / "gcc.log"
+    path.write_text(
+        "\n".join(f"src/m{i}.c:{i}:5: error: 'x{i}' undeclared" for i in range(14))
+        + "\nmake: *** [all] Error 1\n"
+    )
+    out, _ = run(str(path))
+    assert "15 errors" in out
+    assert "... 4 more" in out
+
+
+def test_no_more_line_when_the_error_count_is_larger_than_the_list(tmp_path):
+    # Thirty retry warnings look like errors (error_count) but are not listed, so
+    # there is nothing "more" to promise.
+    path = tmp_path / "retries.log"
+    path.write_text(
+        "Compiling\n"
+        + "ERROR: retrying download (attempt 1)\n" * 30
+        + "src/a.c:3:5: error: 'x' undeclared\nmake: *** [all] Error 1\n"
+    )
+    out, _ = run(str(path))
+    assert "32 errors" in out
+    assert "src/a.c:3:5: error: 'x' undeclared" in out
+    assert "more" not in out.split("errors:")[1].split("excerpt")[0]

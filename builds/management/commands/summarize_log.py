@@ -73,8 +73,10 @@ class Command(BaseCommand):
             out.write("  errors:")
             for error in analysis.errors[:_SHOWN_ERRORS]:
                 out.write(f"    {error.line:>7}: {error.text[:200]}")
-            if analysis.error_count > _SHOWN_ERRORS:
-                out.write(f"    ... {analysis.error_count - _SHOWN_ERRORS} more")
+            # errors lists the lines that explain the failure, which can be fewer
+            # than error_count (every error-looking line), so count what is left of it.
+            if len(analysis.errors) > _SHOWN_ERRORS:
+                out.write(f"    ... {len(analysis.errors) - _SHOWN_ERRORS} more")
         excerpt = analysis.excerpt
         if excerpt is not None:
             out.write(f"  excerpt (lines {excerpt.start}-{excerpt.end}):")
