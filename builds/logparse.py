@@ -181,10 +181,7 @@ _ANSI_REMNANT_RE = re.compile(r"\[(?:[0-9;]{1,12}m|\?25[hl])")
 _CI_MARKER_RE = re.compile(
     r"(?:section_(?:start|end):\d+:[\w.\-]+(?:\[[^\]\r]*\])?|travis_(?:fold|time):[^\r\n]*?)(?=\r|$)"
 )
-_TIMESTAMP_RE = re.compile(
-    r"^\ufeff?"
-    # `gh run view --log`: "<job>\t<step>\t<ISO timestamp> "
-    r"(?:[^\t\n]{1,200}\t[^\t\n]{1,200}\t(?=\d{4}-\d\d-\d\dT))?"
+_TIMESTAMP = (
     r"(?:"
     # GitHub Actions raw logs; GitLab FF_TIMESTAMPS logs add a stream id, O/E and "+" when
     # the line continues the previous one ("<ISO> 00O ", "<ISO> 01E+")
@@ -195,6 +192,15 @@ _TIMESTAMP_RE = re.compile(
     r"|\d\d:\d\d:\d\d(?:[.,]\d+)?\s(?=\S)"
     r")"
 )
+_TIMESTAMP_RE = re.compile(
+    r"^\ufeff?"
+    # `gh run view --log`: "<job>\t<step>\t<ISO timestamp> "
+    r"(?:[^\t\n]{1,200}\t[^\t\n]{1,200}\t(?=\d{4}-\d\d-\d\dT))?" + _TIMESTAMP
+)
+# The same without the `gh run view` columns, for lines without a tab (nearly all): trying
+# that optional group scans up to 400 characters ahead, which made this match the costliest
+# step of cleaning a line.
+_TIMESTAMP_NO_TAB_RE = re.compile(r"^\ufeff?" + _TIMESTAMP)
 
 
 def clean_line(raw: str) -> str:
@@ -210,13 +216,13 @@ def clean_line(raw: str) -> str:
         raw = _ANSI_REMNANT_RE.sub("", raw)
     if "section_" in raw or "travis_" in raw:
         raw = _CI_MARKER_RE.sub("", raw)
-    m = _TIMESTAMP_RE.match(raw)
+    m = (_TIMESTAMP_RE if "\t" in raw else _TIMESTAMP_NO_TAB_RE).match(raw)
     if m is not None:
         raw = raw[m.end() :]
     if "\r" in raw:
         segments = [s for s in raw.split("\r") if s.strip()]
         raw = segments[-1] if segments else ""
-        m = _TIMESTAMP_RE.match(raw)
+        m = (_TIMESTAMP_RE if "\t" in raw else _TIMESTAMP_NO_TAB_RE).match(raw)
         if m is not None:
             raw = raw[m.end() :]
     return raw.rstrip()
@@ -1930,6 +1936,34 @@ _QUIET_RULES = frozenset(
     i for i, r in enumerate(_RULES) if r.handler is not None or r.flags & (F_TERM | F_SECTION)
 )
 
+# The rules to try on a line, by (triggers found, quiet): (rule, its bound search, generic?) in
+# table order. Few trigger combinations occur in a log, so building this list once per
+# combination saves the set/sort work and the attribute lookups that each line would pay.
+_Plan = tuple[tuple[_Rule, Callable[[str], "re.Match[str] | None"], bool], ...]
+_PLANS: dict[tuple[frozenset[int], bool], _Plan] = {}
+_MAX_PLANS = 4096  # an adversarial log could make many combinations: memory stays bounded
+_NO_TRIGGERS: frozenset[int] = frozenset()
+
+
+def _plan(triggers: frozenset[int], quiet: bool) -> _Plan:
+    key = (triggers, quiet)
+    plan = _PLANS.get(key)
+    if plan is None:
+        indexes = set(_ALWAYS)
+        for trigger in triggers:
+            indexes.update(_TRIGGER_RULES[trigger])
+        plan = tuple(
+            (_RULES[i], _RULES[i].pattern.search, _RULES[i].name in _GENERIC_RULES)
+            for i in sorted(indexes)
+            # An INFO line is never an error: only rules with side effects matter.
+            if not quiet or i in _QUIET_RULES
+        )
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
 # A stack frame printed after its exception (JVM, Node, Ruby, Go).
 _FRAME_AFTER_RE = re.compile(r"^\s+(?:at |# \S+:\d+|\S+\.go:\d+)")
 
@@ -2305,21 +2339,18 @@ class LogAnalyzer:
         if ann != "error" and _WARNING_TAG_RE.match(head):
             return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
         low = head.lower()
-        candidates = set(_ALWAYS)
-        for trigger in _TRIGGER_SET.Match(low) or ():
-            candidates.update(_TRIGGER_RULES[trigger])
+        triggers = _TRIGGER_SET.Match(low)
         benign = None
         result: _Cls | None = None
-        for i in sorted(candidates):
-            rule = _RULES[i]
-            if quiet and i not in _QUIET_RULES:
-                continue  # an INFO line is never an error: only rules with side effects matter
-            if rule.name in _GENERIC_RULES:
+        for rule, search, generic in _plan(
+            frozenset(triggers) if triggers else _NO_TRIGGERS, quiet
+        ):
+            if generic:
                 if benign is None:
                     benign = _benign(head, low)
                 if benign:
                     continue
-            m = rule.pattern.search(head)
+            m = search(head)
             if m is None:
                 continue
             cls = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name, m)
