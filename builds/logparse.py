@@ -197,10 +197,15 @@ _TIMESTAMP_RE = re.compile(
     # `gh run view --log`: "<job>\t<step>\t<ISO timestamp> "
     r"(?:[^\t\n]{1,200}\t[^\t\n]{1,200}\t(?=\d{4}-\d\d-\d\dT))?" + _TIMESTAMP
 )
-# The same without the `gh run view` columns, for lines without a tab (nearly all): trying
+# The same without the `gh run view` columns, for lines with fewer than two tabs: trying
 # that optional group scans up to 400 characters ahead, which made this match the costliest
 # step of cleaning a line.
 _TIMESTAMP_NO_TAB_RE = re.compile(r"^\ufeff?" + _TIMESTAMP)
+
+
+def _timestamp_re(raw: str) -> re.Pattern[str]:
+    # The `gh run view` columns need two tabs; an indented stack frame has one.
+    return _TIMESTAMP_RE if "\t" in raw and raw.count("\t") > 1 else _TIMESTAMP_NO_TAB_RE
 
 
 def clean_line(raw: str) -> str:
@@ -216,13 +221,13 @@ def clean_line(raw: str) -> str:
         raw = _ANSI_REMNANT_RE.sub("", raw)
     if "section_" in raw or "travis_" in raw:
         raw = _CI_MARKER_RE.sub("", raw)
-    m = (_TIMESTAMP_RE if "\t" in raw else _TIMESTAMP_NO_TAB_RE).match(raw)
+    m = _timestamp_re(raw).match(raw)
     if m is not None:
         raw = raw[m.end() :]
     if "\r" in raw:
         segments = [s for s in raw.split("\r") if s.strip()]
         raw = segments[-1] if segments else ""
-        m = (_TIMESTAMP_RE if "\t" in raw else _TIMESTAMP_NO_TAB_RE).match(raw)
+        m = _timestamp_re(raw).match(raw)
         if m is not None:
             raw = raw[m.end() :]
     return raw.rstrip()
@@ -236,6 +241,10 @@ _QUIET_TAG_RE = re.compile(
 _WARNING_TAG_RE = re.compile(
     r"^\s*(?:\[(?:WARNING|WARN)\]|(?:WARNING|WARN|Warning|warning)(?:\[[\w\-]+\])?:|npm (?:WARN|warn)\b|W: |DEPRECATION:)"
 )
+# The first non-space character of a line either regex can match (``\s`` is what
+# str.lstrip() strips).
+_QUIET_TAG_STARTS = "[IDT"
+_WARNING_TAG_STARTS = "[WwnD"
 
 # GitHub Actions workflow commands/annotations as they appear in raw logs.
 _ANNOTATION_RE = re.compile(
@@ -1944,6 +1953,13 @@ _PLANS: dict[tuple[frozenset[int], bool], _Plan] = {}
 _MAX_PLANS = 4096  # an adversarial log could make many combinations: memory stays bounded
 _NO_TRIGGERS: frozenset[int] = frozenset()
 
+# What the rules say about a line's text when no handler took part: (quiet, the rule that
+# matched or None), or _WARNING_VERDICT for a line with a warning level tag. See _classify.
+_Verdict = tuple[bool, "_Rule | None"]
+_WARNING_TAG = _Rule("level-warning", _WARNING_TAG_RE, WARNING, "generic", 0)
+_WARNING_VERDICT: _Verdict = (False, _WARNING_TAG)
+_MAX_VERDICTS = 2048  # lines remembered per log (up to 2 MB of text)
+
 
 def _plan(triggers: frozenset[int], quiet: bool) -> _Plan:
     key = (triggers, quiet)
@@ -2121,6 +2137,7 @@ class LogAnalyzer:
         # "During handling of the above exception ...": the next exception is secondary.
         self._tb_secondary = False
         self._scope_order = 0  # first candidate printed since the last test-class result
+        self._verdicts: dict[str, _Verdict] = {}  # see _classify
 
     # ---- feeding ----------------------------------------------------------------------------
 
@@ -2334,34 +2351,57 @@ class LogAnalyzer:
                 return None, text  # the step's script and env, echoed by the runner: not output
             self._step_header_until = 0
         head = text if len(text) <= _MAX_CLASSIFY_CHARS else text[:_MAX_CLASSIFY_CHARS]
-        # An explicit log level says what the line is, whatever words it contains.
-        quiet = _QUIET_TAG_RE.match(head) is not None
-        if ann != "error" and _WARNING_TAG_RE.match(head):
-            return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
-        low = head.lower()
-        triggers = _TRIGGER_SET.Match(low)
-        benign = None
         result: _Cls | None = None
-        for rule, search, generic in _plan(
-            frozenset(triggers) if triggers else _NO_TRIGGERS, quiet
-        ):
-            if generic:
-                if benign is None:
-                    benign = _benign(head, low)
-                if benign:
-                    continue
-            m = search(head)
-            if m is None:
-                continue
-            cls = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name, m)
-            if rule.handler is not None and not probe:
-                override = rule.handler(self, m, line_no, head)
-                if override is not None:
-                    if override is _SKIP:
+        # Logs repeat lines (stack frames, retries, the same warning): what the rules said about
+        # a line's text is reused when no handler (parser state) had a say in it.
+        verdict = self._verdicts.get(head) if ann is None else None
+        if verdict is None:
+            # An explicit log level says what the line is, whatever words it contains. Level
+            # tags start with one of a few characters: most lines skip both regexes.
+            first = head.lstrip()[:1]
+            quiet = first in _QUIET_TAG_STARTS and _QUIET_TAG_RE.match(head) is not None
+            if ann != "error" and first in _WARNING_TAG_STARTS and _WARNING_TAG_RE.match(head):
+                if ann is None:
+                    self._remember(head, _WARNING_VERDICT)
+                return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
+            low = head.lower()
+            triggers = _TRIGGER_SET.Match(low)
+            benign = None
+            matched = None
+            pure = True
+            for rule, search, generic in _plan(
+                frozenset(triggers) if triggers else _NO_TRIGGERS, quiet
+            ):
+                if generic:
+                    if benign is None:
+                        benign = _benign(head, low)
+                    if benign:
                         continue
-                    cls = override
-            result = cls
-            break
+                m = search(head)
+                if m is None:
+                    continue
+                cls = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name, m)
+                if rule.handler is not None:
+                    pure = False
+                    if not probe:
+                        override = rule.handler(self, m, line_no, head)
+                        if override is not None:
+                            if override is _SKIP:
+                                continue
+                            cls = override
+                result = cls
+                matched = rule
+                break
+            if pure and ann is None:
+                self._remember(head, (quiet, matched))
+        elif verdict[1] is _WARNING_TAG:
+            return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
+        else:
+            quiet, rule = verdict
+            if rule is None:
+                return None, text
+            low = head.lower()
+            result = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name)
         if quiet and result is not None:
             # "[INFO] BUILD FAILURE": rules still see the line (test summaries end test scopes)
             # but an explicit INFO/DEBUG level is never an error or a warning.
@@ -2400,6 +2440,11 @@ class LogAnalyzer:
         ):
             result.score = min(result.score, 30)
         return result, text
+
+    def _remember(self, head: str, verdict: _Verdict) -> None:
+        if len(self._verdicts) >= _MAX_VERDICTS:
+            self._verdicts.clear()  # memory stays bounded; the lines that repeat come back
+        self._verdicts[head] = verdict
 
     def _traceback_exception(self, cls: _Cls) -> _Cls:
         """The first unindented line after traceback frames is the exception that ended it."""

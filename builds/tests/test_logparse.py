@@ -94,6 +94,11 @@ def test_clean_line_drops_ansi_remnants_whose_escape_byte_was_lost():
     assert clean_line("[1m>>>[0m Lint for [4msrc/a.py[0m:") == ">>> Lint for src/a.py:"
 
 
+def test_clean_line_strips_the_timestamp_before_an_indented_stack_frame():
+    raw = "2024-03-14T09:12:03.1234567Z \tat com.acme.Cart.total(Cart.java:42)"
+    assert clean_line(raw) == "\tat com.acme.Cart.total(Cart.java:42)"
+
+
 # ---- streaming and line numbering -------------------------------------------------------------
 
 
@@ -1180,4 +1185,41 @@ def test_a_post_processing_failure_after_the_real_one_is_counted_but_not_listed(
     result = analyze_text(log + "\n")
     assert result.primary_error.line == 1
     assert lines_of(result) == [1]
+    assert result.error_count == 2
+
+
+# ---- classification shortcuts: they must not change what a line is -------------------------
+
+
+@pytest.mark.parametrize("indent", ["", "  ", "\t", "\u2003"])
+def test_level_tags_are_recognised_after_any_leading_whitespace(indent):
+    result = analyze_text(
+        f"{indent}INFO: Error while fetching cache\n{indent}[INFO] Failed to fetch cache\n"
+        f"{indent}WARNING: disk almost full\n{indent}npm WARN deprecated left-pad\n"
+    )
+    assert (result.error_count, result.warning_count) == (0, 2)
+
+
+def test_a_repeated_line_is_counted_and_located_each_time():
+    result = analyze_text(
+        "ERROR: connection reset\nok\nWARNING: slow disk\nok\nok\nok\n"
+        "ERROR: connection reset\nok\nWARNING: slow disk\n"
+    )
+    assert (result.error_count, result.warning_count) == (2, 2)
+    assert [w.line for w in result.warnings] == [3, 9]
+    assert result.primary_error is not None and result.primary_error.line == 7
+
+
+def test_a_repeated_line_whose_meaning_depends_on_context_is_read_again():
+    # A Maven result line is a test failure only in the "[ERROR] Failures:" list.
+    line = "[ERROR]   OrderTest.testTotal:42 expected: <1> but was: <2>"
+    result = analyze_text(f"{line}\nok\nok\nok\n[ERROR] Failures: \n{line}\n")
+    assert [(f.test, f.line) for f in result.failures] == [("OrderTest.testTotal", 6)]
+
+
+def test_a_step_script_line_is_not_output_even_when_real_output_repeats_it():
+    result = analyze_text(
+        "ERROR: tests failed\n##[group]Run make test\nERROR: tests failed\n##[endgroup]\n"
+        "ERROR: tests failed\n"
+    )
     assert result.error_count == 2
