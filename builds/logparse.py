@@ -217,7 +217,7 @@ def clean_line(raw: str) -> str:
     """
     if "\x1b" in raw:
         raw = _ANSI_RE.sub("", raw)
-    elif "[" in raw:
+    elif "[" in raw and _ANSI_REMNANT_RE.search(raw):  # search costs half a sub that finds nothing
         raw = _ANSI_REMNANT_RE.sub("", raw)
     if "section_" in raw or "travis_" in raw:
         raw = _CI_MARKER_RE.sub("", raw)
@@ -325,6 +325,30 @@ _HIT_OPTIONS.case_sensitive = False
 _HIT_RE = re2.compile(
     ("(?m)^[^\\n]*(?:" + "|".join(_HIT_KEYWORDS) + ")[^\\n]*").encode("latin-1"), _HIT_OPTIONS
 )
+
+
+# google-re2's Python layer costs more than RE2 itself here: a generator step and a match
+# object per hit, two Python calls and a None check per set match. The hot paths call the
+# compiled objects it wraps (google-re2 1.x), exactly as it does; with other bindings they
+# fall back to the public API, which gives the same answers.
+_RAW_HIT_RE = getattr(_HIT_RE, "_regexp", None)
+_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+
+
+def _hit_spans(buf: bytes, pos: int, endpos: int) -> list[tuple[int, int]]:
+    """``[m.span() for m in _HIT_RE.finditer(buf, pos, endpos)]``."""
+    if _RAW_HIT_RE is None or _UNANCHORED is None:
+        return [m.span() for m in _HIT_RE.finditer(buf, pos, endpos)]
+    match = _RAW_HIT_RE.Match
+    spans = []
+    while True:
+        span = match(_UNANCHORED, buf, pos, endpos)[0]
+        if span[0] == -1:
+            return spans
+        spans.append(span)
+        if pos == endpos:
+            return spans
+        pos = pos + 1 if pos == span[1] else span[1]  # an empty match: move on (never here)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1939,6 +1963,16 @@ def _build_trigger_index() -> tuple[Any, tuple[tuple[int, ...], ...], tuple[int,
 
 
 _TRIGGER_SET, _TRIGGER_RULES, _ALWAYS = _build_trigger_index()
+_RAW_TRIGGER_SET = getattr(_TRIGGER_SET, "_set", None)  # see _hit_spans
+
+
+def _triggers(low: str) -> list[int] | None:
+    """The triggers found in ``low``: ``_TRIGGER_SET.Match(low)``."""
+    if _RAW_TRIGGER_SET is None:
+        return _TRIGGER_SET.Match(low)
+    return _RAW_TRIGGER_SET.Match(low.encode("utf-8"))
+
+
 # Rules that still matter on an INFO/DEBUG line: they record state (test summaries end a test
 # class's scope) or mark CI steps.
 _QUIET_RULES = frozenset(
@@ -2101,6 +2135,7 @@ class LogAnalyzer:
         self._pending_lines: list[bytes] = []
         self._pending_size = 0
         self._tail = b""  # end of the previous chunk, for looking back across a chunk boundary
+        self._begin = 0  # where the lines being analysed start in the chunk (see _process)
         self._finished: LogAnalysis | None = None
 
         self.error_count = 0
@@ -2172,18 +2207,20 @@ class LogAnalyzer:
         if cut == -1:
             self._append_carry(data)
             return
-        head = data[: cut + 1]
+        # The whole lines of ``data`` are analysed in place: copying a chunk costs more than
+        # it seems (fresh pages for each 1 MB copy).
+        begin = 0
         if self._carry:
-            first = head.find(b"\n")
-            line = self._carry + head[:first]
+            first = data.find(b"\n")
+            line = self._carry + data[:first]
             self._carry = b""
             overflow, self._carry_overflow = self._carry_overflow, False
             if overflow or len(line) > _MAX_LINE_BYTES:
                 line = line[:_MAX_LINE_BYTES]
             self._process(line + b"\n")
-            head = head[first + 1 :]
-        if head:
-            self._process(head)
+            begin = first + 1
+        if begin <= cut:
+            self._process(data, begin, cut + 1)
         self._append_carry(data[cut + 1 :])
 
     def _append_carry(self, data: bytes) -> None:
@@ -2218,14 +2255,14 @@ class LogAnalyzer:
 
     # ---- the scan -----------------------------------------------------------------------------
 
-    def _process(self, buf: bytes) -> None:
-        """Analyse ``buf``: whole lines, each ending with ``\\n``."""
-        n = len(buf)
-        pos = 0
+    def _process(self, buf: bytes, begin: int = 0, end: int | None = None) -> None:
+        """Analyse ``buf[begin:end]``: whole lines, each ending with ``\\n``."""
+        n = len(buf) if end is None else end
+        pos = self._begin = begin
         line_no = self._line_no
         # Hits always start at a line start, in order: the same scan tells block mode which of
         # its lines are hits, so both modes classify exactly the same lines.
-        spans = [m.span() for m in _HIT_RE.finditer(buf)]
+        spans = _hit_spans(buf, begin, n)
         spans.append((n, n))  # sentinel
         i = 0
         while pos < n:
@@ -2243,7 +2280,7 @@ class LogAnalyzer:
                 i += 1
             start, end = spans[i]
             if start >= n:
-                line_no += buf.count(b"\n", pos)
+                line_no += buf.count(b"\n", pos, n)
                 pos = n
                 break
             line_no += buf.count(b"\n", pos, start) + 1
@@ -2251,7 +2288,10 @@ class LogAnalyzer:
             pos = end + 1
         self._line_no = line_no
         # The last few KB of the log, starting at a line start (see _lookback).
-        tail = self._tail + buf if len(buf) < _TAIL_BYTES else buf[-2 * _TAIL_BYTES :]
+        if n - begin < _TAIL_BYTES:
+            tail = self._tail + buf[begin:n]
+        else:
+            tail = buf[max(begin, n - 2 * _TAIL_BYTES) : n]
         if len(tail) > _TAIL_BYTES:
             tail = tail[-_TAIL_BYTES:]
             tail = tail[tail.find(b"\n") + 1 :]
@@ -2330,7 +2370,7 @@ class LogAnalyzer:
         (used when looking back at lines that were already analysed).
         """
         ann = None
-        m = _ANNOTATION_RE.match(text)
+        m = _ANNOTATION_RE.match(text) if text.startswith(("##[", "::")) else None
         if m is not None:
             ann = m.group("a") or m.group("b")
             text = text[m.end() :]
@@ -2365,7 +2405,7 @@ class LogAnalyzer:
                     self._remember(head, _WARNING_VERDICT)
                 return _Cls(WARNING, "generic", 0, 0, "level-warning"), text
             low = head.lower()
-            triggers = _TRIGGER_SET.Match(low)
+            triggers = _triggers(low)
             benign = None
             matched = None
             pure = True
@@ -2631,19 +2671,21 @@ class LogAnalyzer:
         block.lines.append(text[:_MAX_EXCERPT_LINE_CHARS])
         self._block = block
 
-    def _lookback(self, buf: bytes, start: int) -> tuple[bytes, int]:
+    def _lookback(self, buf: bytes, start: int) -> tuple[bytes, int, int]:
         """Bytes that end where ``start`` begins, reaching into earlier chunks when needed, so
-        looking back gives the same answer however the log was split into chunks."""
-        if start >= _TAIL_BYTES or not self._tail:
-            return buf, start
-        return self._tail + buf[:start], len(self._tail) + start
+        looking back gives the same answer however the log was split into chunks; and where
+        they begin (``buf`` holds the chunk being analysed from ``self._begin`` on)."""
+        begin = self._begin
+        if start - begin >= _TAIL_BYTES or not self._tail:
+            return buf, start, begin
+        return self._tail + buf[begin:start], len(self._tail) + start - begin, 0
 
     def _line_before(self, buf: bytes, start: int) -> str | None:
-        buf, start = self._lookback(buf, start)
+        buf, start, lo = self._lookback(buf, start)
         prev_end = start - 1  # the "\n" ending the previous line
-        if prev_end < 0:
+        if prev_end < lo:
             return None
-        prev_start = buf.rfind(b"\n", 0, prev_end) + 1
+        prev_start = max(buf.rfind(b"\n", lo, prev_end) + 1, lo)
         return self._decode(buf[prev_start:prev_end])
 
     def _split_block(self, line_no: int) -> _Block:
@@ -2713,11 +2755,11 @@ class LogAnalyzer:
     def _tail_candidate(self, line_no: int, buf: bytes, start: int, section: int) -> None:
         """When a step failed without any recognisable error, its last message is the best guess."""
         lines: list[str] = []
-        buf, pos = self._lookback(buf, start)
+        buf, pos, lo = self._lookback(buf, start)
         for _ in range(12):
-            if pos <= 0:
+            if pos <= lo:
                 break
-            prev_start = buf.rfind(b"\n", 0, pos - 1) + 1
+            prev_start = max(buf.rfind(b"\n", lo, pos - 1) + 1, lo)
             text = self._decode(buf[prev_start : pos - 1])
             pos = prev_start
             lines.append(text)

@@ -1223,3 +1223,19 @@ def test_a_step_script_line_is_not_output_even_when_real_output_repeats_it():
         "ERROR: tests failed\n"
     )
     assert result.error_count == 2
+
+
+def test_the_direct_re2_calls_find_what_the_public_re2_api_finds():
+    from builds import logparse
+
+    buf = (
+        b"2024-03-14T09:12:03Z ok\n2024-03-14T09:12:04Z \x1b[31mERROR\x1b[0m: boom\n"
+        b'npm ERR! code ELIFECYCLE\nall good\n  File "a.py", line 3\nFAIL\tpkg 0.5s\n\xff\xfe fail\n'
+    )
+    for begin, end in [(0, len(buf)), (buf.index(b"npm"), len(buf)), (0, buf.index(b"all"))]:
+        public = [m.span() for m in logparse._HIT_RE.finditer(buf, begin, end)]
+        assert logparse._hit_spans(buf, begin, end) == public
+    for low in ["npm err! code elifecycle", "nothing here", "--- fail: testfoo (0.1s)", "\u25cf x"]:
+        assert sorted(logparse._triggers(low) or []) == sorted(
+            logparse._TRIGGER_SET.Match(low) or []
+        )
