@@ -389,6 +389,57 @@ def test_a_shared_cooldown_the_workers_see_is_reported(env, fake):
     assert "(auth)" in output
 
 
+def _cool(name: str, reason: str = "auth") -> None:
+    from django.core.cache import cache
+
+    cache.set(
+        HEALTH_KEY.format(name=name),
+        {"failures": 0, "until": time.time() + 600, "reason": reason, "message": "401"},
+        600,
+    )
+
+
+@pytest.mark.django_db
+def test_reset_cooldowns_ends_the_cooldown_of_a_provider_that_answers_only(env, fake):
+    from django.core.cache import cache
+
+    env(
+        LLM_PROVIDERS="openai,anthropic", OPENAI_API_KEY=OPENAI_KEY, ANTHROPIC_API_KEY=ANTHROPIC_KEY
+    )
+    _cool("openai")
+    _cool("anthropic")
+    fake.scripts["openai"] = [openai_ok()]
+    fake.scripts["anthropic"] = [
+        json_response(
+            401,
+            {
+                "type": "error",
+                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+            },
+        )
+    ]
+    output, error = run("--reset-cooldowns")
+    assert error is not None and error.returncode == 1  # anthropic still fails
+    assert cache.get(HEALTH_KEY.format(name="openai")) is None
+    assert "shared cooldown ended" in output
+    # The key still refused keeps its cooldown: workers go on skipping it.
+    assert cache.get(HEALTH_KEY.format(name="anthropic"))["reason"] == "auth"
+    assert "workers skip this provider for another" in output
+
+
+@pytest.mark.django_db
+def test_without_reset_cooldowns_a_cooldown_stays_even_when_the_provider_answers(env, fake):
+    from django.core.cache import cache
+
+    env(LLM_PROVIDERS="openai", OPENAI_API_KEY=OPENAI_KEY)
+    _cool("openai")
+    fake.scripts["openai"] = [openai_ok()]
+    output, error = run()
+    assert error is None
+    assert cache.get(HEALTH_KEY.format(name="openai"))["reason"] == "auth"
+    assert "shared cooldown ended" not in output
+
+
 def test_manage_py_exits_zero_when_all_answer_and_non_zero_otherwise(tmp_path):
     base = {
         k: v for k, v in os.environ.items() if not _PROVIDER_VARS.match(k) and k != "DATABASE_URL"

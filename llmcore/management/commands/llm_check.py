@@ -123,6 +123,17 @@ def _shared_cooldown(name: str) -> str:
     return f"workers skip this provider for another {remaining:.0f} s ({reason})"
 
 
+def _end_shared_cooldown(name: str) -> bool:
+    """Forget the provider's shared health record (cooldown and failure count): True if the
+    workers were skipping it."""
+    from django.core.cache import cache
+
+    key = HEALTH_KEY.format(name=name)
+    cooling = bool(_shared_cooldown(name))
+    cache.delete(key)
+    return cooling
+
+
 def check_provider(
     provider: Provider, *, client: httpx.Client, retries: bool = True
 ) -> CheckResult:
@@ -220,6 +231,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-retry", action="store_true", help="One request per provider, no quick retries."
         )
+        parser.add_argument(
+            "--reset-cooldowns",
+            action="store_true",
+            help="End the shared cooldown of each provider that answers (after rotating a key), "
+            "so the workers use it again at once; a provider that still fails keeps its cooldown.",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object per line.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -239,6 +256,10 @@ class Command(BaseCommand):
                     make_provider(cfg), client=client, retries=not options["no_retry"]
                 )
                 result.note = _shared_cooldown(cfg.name)
+                # Only a provider that just answered is trusted again: a key still refused would
+                # otherwise be tried (and refused) by every worker until it cooled down anew.
+                if options["reset_cooldowns"] and result.ok and _end_shared_cooldown(cfg.name):
+                    result.note = "shared cooldown ended: the workers use this provider again"
                 results.append(result)
                 self._print(result, as_json=options["json"])
         failed = [r.provider for r in results if not r.ok]
