@@ -230,5 +230,17 @@ def prices_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
     return value
 
 
+def call_deadline_from_env(env: Mapping[str, str]) -> float:
+    """Seconds one routed call may take over every provider, retry and wait
+    (LLM_CALL_DEADLINE): by default 30 s less than the job's time limit (Q_TIMEOUT, default
+    300), so a call that cannot finish gives up in time for the job to be retried, instead of
+    being killed by the cluster."""
+    given = _number(env, "LLM_CALL_DEADLINE")
+    if given is not None:
+        return given
+    job_limit = _number(env, "Q_TIMEOUT") or 300.0
+    return max(30.0, job_limit - 30.0)
+
+
 def response_cache_enabled(env: Mapping[str, str]) -> bool:
     return _get(env, "LLM_RESPONSE_CACHE").lower() in ("1", "true", "yes", "on")

@@ -49,6 +49,7 @@ def build_router(
         # Off unless LLM_RESPONSE_CACHE=true: identical requests (provider, model, prompt,
         # parameters) are answered from the shared cache.
         "response_cache": ResponseCache(cache, enabled=config.response_cache_enabled(env)),
+        "deadline": config.call_deadline_from_env(env),
     }
     kwargs.update(options)
     return Router(build_providers(configs), **kwargs)

@@ -34,7 +34,13 @@ import httpx
 
 from llmcore import pricing
 from llmcore.cache import ResponseCache
-from llmcore.providers.base import Provider, ProviderResult, make_client
+from llmcore.providers.base import (
+    Provider,
+    ProviderResult,
+    call_budget,
+    call_time_left,
+    make_client,
+)
 from llmcore.types import (
     AllProvidersFailedError,
     AllProvidersTransientError,
@@ -199,6 +205,7 @@ class Router:
         price_overrides: dict[str, Any] | None = None,
         mode_memory: MutableMapping[tuple[str, str], int] | None = None,
         response_cache: ResponseCache | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.providers = list(providers)
         self.store: CooldownStore = cooldown_store or MemoryCooldownStore(clock)
@@ -223,6 +230,8 @@ class Router:
         self.price_overrides = price_overrides
         self.mode_memory = _MODE_MEMORY if mode_memory is None else mode_memory
         self.response_cache = response_cache
+        # Seconds one complete() may take over every provider, retry and wait (None: no limit).
+        self.deadline = deadline
 
     @property
     def client(self) -> httpx.Client:
@@ -237,6 +246,14 @@ class Router:
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         start = self.clock()
+        if self.deadline is None:
+            return self._complete(request, start)
+        stop_at = start + self.deadline
+        # Every provider request made for this call ends by the deadline (providers/base.py).
+        with call_budget(lambda: stop_at - self.clock()):
+            return self._complete(request, start)
+
+    def _complete(self, request: LLMRequest, start: float) -> LLMResponse:
         attempts: list[Attempt] = []
         if not self.providers:
             raise AllProvidersFailedError("no LLM providers are configured", attempts=attempts)
@@ -266,6 +283,20 @@ class Router:
             cached = self._cached(provider, model, request, start, attempts)
             if cached is not None:
                 return cached
+            if call_time_left() <= 0 and not provider.offline:
+                # Out of time: the job is retried later (a transient outcome), not killed by
+                # the cluster mid-call; the providers not tried are not held against. The
+                # offline provider takes no time, so it still answers as the last resort.
+                attempts.append(
+                    Attempt(
+                        provider.name,
+                        model,
+                        "failover",
+                        error=f"skipped: the call's {self.deadline:.0f}s deadline has passed",
+                        error_code="deadline",
+                    )
+                )
+                continue
             try:
                 result, attempt = self._call(provider, request, model, attempts)
             except _GaveUp as gave:
@@ -328,14 +359,16 @@ class Router:
                 if exc.kind == "transient":
                     wait = exc.retry_after
                     over_cap = wait is not None and wait > self.retry_after_cap
-                    if retries < self.max_quick_retries and not over_cap:
-                        if wait is None:
-                            wait = backoff_delay(
-                                retries + 1,
-                                base=self.quick_retry_base,
-                                cap=self.quick_retry_max,
-                                jitter=self.jitter,
-                            )
+                    if wait is None:
+                        wait = backoff_delay(
+                            retries + 1,
+                            base=self.quick_retry_base,
+                            cap=self.quick_retry_max,
+                            jitter=self.jitter,
+                        )
+                    # A retry that could not start before the call's deadline is not waited for.
+                    in_time = wait < call_time_left()
+                    if retries < self.max_quick_retries and not over_cap and in_time:
                         attempts.append(
                             self._attempt(provider, model, "retry", exc, elapsed, mode, repair)
                         )

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -44,6 +46,26 @@ NEGOTIABLE_MODES = frozenset(
 )
 
 ERROR_MESSAGE_LIMIT = 500
+
+# Seconds left for the routed call this request belongs to (the Router's deadline), read by
+# post_json so one slow provider cannot use up the whole job's time. None: no deadline.
+_call_budget: ContextVar[Callable[[], float] | None] = ContextVar("llm_call_budget", default=None)
+
+
+def call_time_left() -> float:
+    """Seconds left before the current routed call's deadline (infinity without one)."""
+    budget = _call_budget.get()
+    return float("inf") if budget is None else budget()
+
+
+@contextmanager
+def call_budget(remaining: Callable[[], float]) -> Iterator[None]:
+    """Within the block, every provider request ends by `remaining()` seconds from its start."""
+    token = _call_budget.set(remaining)
+    try:
+        yield
+    finally:
+        _call_budget.reset(token)
 
 
 @dataclass(slots=True)
@@ -379,13 +401,17 @@ class Provider:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def timeout(self) -> httpx.Timeout:
+    def timeout(self, cap: float | None = None) -> httpx.Timeout:
         c = self.config
+
+        def capped(seconds: float) -> float:
+            return seconds if cap is None else max(0.001, min(seconds, cap))
+
         return httpx.Timeout(
-            connect=c.timeout_connect,
-            read=c.timeout_read,
-            write=c.timeout_read,
-            pool=c.timeout_connect,
+            connect=capped(c.timeout_connect),
+            read=capped(c.timeout_read),
+            write=capped(c.timeout_read),
+            pool=capped(c.timeout_connect),
         )
 
     def post_json(
@@ -401,10 +427,15 @@ class Provider:
         all_headers.update(headers)
         all_headers.update(self.config.extra_headers)
         start = self.clock()
-        deadline = start + self.config.timeout_total
+        total = self.config.timeout_total
+        budget = _call_budget.get()
+        cap = None
+        if budget is not None and budget() < total:
+            total = cap = max(0.0, budget())
+        deadline = start + total
         try:
             req = client.build_request(
-                "POST", url, content=body, headers=all_headers, timeout=self.timeout()
+                "POST", url, content=body, headers=all_headers, timeout=self.timeout(cap)
             )
             # Streamed so a server that trickles bytes cannot hold us past timeout_total:
             # httpx's read timeout bounds each gap, the deadline bounds the whole answer.

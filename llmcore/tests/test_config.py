@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmcore.config import (
+    call_deadline_from_env,
     describe_providers,
     prices_from_env,
     provider_names_from_env,
@@ -223,3 +224,23 @@ def test_prices_and_the_response_cache_switch_come_from_the_environment():
         prices_from_env({"LLM_PRICES": "[1, 2]"})
     assert response_cache_enabled({}) is False
     assert response_cache_enabled({"LLM_RESPONSE_CACHE": "true"}) is True
+
+
+def test_a_routed_call_s_deadline_stays_below_the_job_s_time_limit():
+    assert call_deadline_from_env({}) == 270  # Q_TIMEOUT's default 300, less 30 s
+    assert call_deadline_from_env({"Q_TIMEOUT": "600"}) == 570
+    assert call_deadline_from_env({"Q_TIMEOUT": "40"}) == 30  # never below 30 s
+    assert call_deadline_from_env({"LLM_CALL_DEADLINE": "90", "Q_TIMEOUT": "600"}) == 90
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5"])
+def test_a_bad_call_deadline_is_a_clear_error(raw):
+    with pytest.raises(ValueError, match="LLM_CALL_DEADLINE"):
+        call_deadline_from_env({"LLM_CALL_DEADLINE": raw})
+
+
+@pytest.mark.django_db
+def test_the_process_wide_router_gets_the_deadline():
+    from llmcore.gateway import build_router
+
+    assert build_router({"LLM_CALL_DEADLINE": "42"}).deadline == 42

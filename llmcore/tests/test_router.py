@@ -658,3 +658,86 @@ def test_backoff_delay_full_jitter_spans_zero_to_the_exponential():
 def test_backoff_delay_rejects_attempt_zero():
     with pytest.raises(ValueError, match="from 1"):
         backoff_delay(0)
+
+
+# --- the call's deadline ------------------------------------------------------------------------
+
+
+def _deadline_router(world: World, *names: str, time: FakeTime, deadline: float) -> Router:
+    router = make_router(world, *names, time=time, deadline=deadline)
+    for p in router.providers:
+        p.clock = time.monotonic  # the providers' own total-timeout clock is the fake one too
+    return router
+
+
+def test_slow_providers_give_up_at_the_deadline_and_the_job_is_asked_to_retry_later():
+    time = FakeTime()
+
+    def slow_timeout(request: httpx.Request) -> httpx.Response:
+        time.now += 100  # each attempt hangs for 100 s, then times out
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    world = World(openai=[slow_timeout], groq=[chat("never asked")])
+    router = _deadline_router(world, "openai", "groq", time=time, deadline=250)
+    with pytest.raises(AllProvidersTransientError) as info:
+        router.complete(ask())
+    # Three attempts on openai (the third starts at ~201 s with ~49 s left), then no time for groq.
+    assert world.count("openai") == 3
+    assert world.count("groq") == 0
+    last = info.value.attempts[-1]
+    assert (last.provider, last.error_code) == ("groq", "deadline")
+    assert "250s deadline" in (last.error or "")
+
+
+def test_past_the_deadline_the_offline_provider_still_answers_last():
+    time = FakeTime()
+
+    def slow_timeout(request: httpx.Request) -> httpx.Response:
+        time.now += 100
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    world = World(openai=[slow_timeout], groq=[chat("never asked")])
+    router = _deadline_router(world, "openai", "groq", "offline", time=time, deadline=150)
+    response = router.complete(ask())
+    assert response.provider == "offline"
+    assert world.count("groq") == 0
+    assert [a.error_code for a in response.attempts if a.provider == "groq"] == ["deadline"]
+
+
+def test_each_request_s_timeouts_are_capped_by_the_time_left():
+    time = FakeTime()
+    seen: list[dict[str, float]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        time.now += 20
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    world = World(openai=[record, chat("in time")])
+    response = _deadline_router(world, "openai", time=time, deadline=30).complete(ask())
+    assert response.text == "in time"
+    assert seen[0]["read"] == pytest.approx(30)  # not the provider's own 60 s
+    assert seen[0]["connect"] == pytest.approx(5)  # already below the time left
+    assert world.count("openai") == 2  # the retry went out within the ~9.6 s left
+
+
+def test_a_retry_that_could_not_start_before_the_deadline_is_not_waited_for():
+    time = FakeTime()
+    world = World(
+        openai=[oai_error(429, "Rate limit reached", headers={"retry-after": "20"})],
+        groq=[chat("from groq")],
+    )
+    response = _deadline_router(world, "openai", "groq", time=time, deadline=10).complete(ask())
+    assert response.provider == "groq"
+    assert time.sleeps == []  # the 20 s wait would pass the 10 s deadline: fail over at once
+    assert world.count("openai") == 1
+
+
+def test_without_a_deadline_the_router_waits_as_before():
+    time = FakeTime()
+    world = World(
+        openai=[oai_error(429, "Rate limit reached", headers={"retry-after": "20"}), chat("ok")]
+    )
+    response = make_router(world, "openai", time=time).complete(ask())
+    assert response.text == "ok"
+    assert time.sleeps == [20.0]
