@@ -232,14 +232,18 @@ def prices_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
 
 def call_deadline_from_env(env: Mapping[str, str]) -> float:
     """Seconds one routed call may take over every provider, retry and wait
-    (LLM_CALL_DEADLINE): by default 30 s less than the job's time limit (Q_TIMEOUT, default
-    300), so a call that cannot finish gives up in time for the job to be retried, instead of
-    being killed by the cluster."""
+    (LLM_CALL_DEADLINE). By default a little less than the time limit of the jobs this process
+    runs: Q_TIMEOUT (default 300), or Q_LOW_TIMEOUT (default 1800) in the `low` cluster's
+    workers (Q_CLUSTER_NAME=low), less 30 s or, for short limits, half of it. A call that
+    cannot finish then gives up in time for its job to be retried, instead of being killed."""
     given = _number(env, "LLM_CALL_DEADLINE")
     if given is not None:
         return given
-    job_limit = _number(env, "Q_TIMEOUT") or 300.0
-    return max(30.0, job_limit - 30.0)
+    if _get(env, "Q_CLUSTER_NAME") == "low":
+        job_limit = _number(env, "Q_LOW_TIMEOUT") or 1800.0
+    else:
+        job_limit = _number(env, "Q_TIMEOUT") or 300.0
+    return max(job_limit / 2, job_limit - 30.0)
 
 
 def response_cache_enabled(env: Mapping[str, str]) -> bool:

@@ -37,6 +37,7 @@ from llmcore.cache import ResponseCache
 from llmcore.providers.base import (
     Provider,
     ProviderResult,
+    MIN_CALL_SECONDS,
     call_budget,
     call_time_left,
     make_client,
@@ -258,6 +259,7 @@ class Router:
         if not self.providers:
             raise AllProvidersFailedError("no LLM providers are configured", attempts=attempts)
         all_transient = True
+        out_of_time = False
         retry_hint: float | None = None
         for provider in self.providers:
             model = provider.model_for(request)
@@ -283,24 +285,29 @@ class Router:
             cached = self._cached(provider, model, request, start, attempts)
             if cached is not None:
                 return cached
-            if call_time_left() <= 0 and not provider.offline:
-                # Out of time: the job is retried later (a transient outcome), not killed by
-                # the cluster mid-call; the providers not tried are not held against. The
-                # offline provider takes no time, so it still answers as the last resort.
+            if call_time_left() < MIN_CALL_SECONDS and not provider.offline:
+                # Out of time: the job is retried later (a transient outcome, even after a
+                # permanent failure elsewhere: this provider was never asked), not killed by the
+                # cluster mid-call. The offline provider takes no time, so it still answers.
                 attempts.append(
                     Attempt(
                         provider.name,
                         model,
                         "failover",
-                        error=f"skipped: the call's {self.deadline:.0f}s deadline has passed",
+                        error=f"skipped: no time left before the call's {self.deadline:.0f}s "
+                        "deadline",
                         error_code="deadline",
                     )
                 )
+                out_of_time = True
                 continue
             try:
                 result, attempt = self._call(provider, request, model, attempts)
             except _GaveUp as gave:
-                self._record_failure(provider, gave, health)
+                if gave.error.code == "deadline":
+                    out_of_time = True  # cut by our deadline: not the provider's fault
+                else:
+                    self._record_failure(provider, gave, health)
                 if gave.transient:
                     retry_hint = _min(retry_hint, gave.error.retry_after)
                 else:
@@ -313,7 +320,7 @@ class Router:
         summary = "; ".join(
             f"{a.provider}: {a.error}" for a in attempts if a.status in ("failover", "fatal")
         )
-        if all_transient:
+        if all_transient or out_of_time:
             raise AllProvidersTransientError(
                 f"every provider failed transiently ({summary})",
                 attempts=attempts,
@@ -348,6 +355,21 @@ class Router:
             except ProviderError as exc:
                 elapsed = (self.clock() - t0) * 1000
                 if exc.code == "structured_unsupported" and index + 1 < len(modes):
+                    if call_time_left() < MIN_CALL_SECONDS:
+                        # A weaker mode would work, but not in time: retry the job later.
+                        attempts.append(
+                            self._attempt(provider, model, "failover", exc, elapsed, mode)
+                        )
+                        raise _GaveUp(
+                            ProviderError(
+                                "transient",
+                                "no time left before the call's deadline for a weaker "
+                                "structured-output mode",
+                                provider=provider.name,
+                                code="deadline",
+                            ),
+                            transient=True,
+                        ) from exc
                     attempts.append(self._attempt(provider, model, "retry", exc, elapsed, mode))
                     index += 1
                     self.mode_memory[memory_key] = index
@@ -367,7 +389,7 @@ class Router:
                             jitter=self.jitter,
                         )
                     # A retry that could not start before the call's deadline is not waited for.
-                    in_time = wait < call_time_left()
+                    in_time = wait + MIN_CALL_SECONDS <= call_time_left()
                     if retries < self.max_quick_retries and not over_cap and in_time:
                         attempts.append(
                             self._attempt(provider, model, "retry", exc, elapsed, mode, repair)
@@ -452,6 +474,13 @@ class Router:
                     "LLM answer does not match the schema; one repair attempt",
                     extra={"provider": provider.name, "model": result.model, "errors": errors[:5]},
                 )
+                if call_time_left() < MIN_CALL_SECONDS:
+                    # No time for the repair call: the job is retried later, not failed.
+                    raise AllProvidersTransientError(
+                        "the answer did not match the schema and no time is left before the "
+                        f"call's {self.deadline:.0f}s deadline for a repair call",
+                        attempts=attempts,
+                    )
                 first = self._response(provider, model, result, None, usage, attempts, start)
                 fixed_request = self.repair(request, result.text, errors)
                 try:

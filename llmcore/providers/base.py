@@ -52,6 +52,11 @@ ERROR_MESSAGE_LIMIT = 500
 _call_budget: ContextVar[Callable[[], float] | None] = ContextVar("llm_call_budget", default=None)
 
 
+# A request is not started with less time than this left: it could only time out (and a
+# request already written is billed even when its answer is thrown away).
+MIN_CALL_SECONDS = 2.0
+
+
 def call_time_left() -> float:
     """Seconds left before the current routed call's deadline (infinity without one)."""
     budget = _call_budget.get()
@@ -445,13 +450,13 @@ class Provider:
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
                     if self.clock() > deadline:
-                        raise self._timeout_error("total timeout", start)
+                        raise self._timeout_error("total timeout", start, cap)
                 if self.clock() > deadline:
-                    raise self._timeout_error("total timeout", start)
+                    raise self._timeout_error("total timeout", start, cap)
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
-            raise self._timeout_error(type(exc).__name__, start) from exc
+            raise self._timeout_error(type(exc).__name__, start, cap) from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             # A broken base URL will not heal by retrying; let the next provider answer.
             raise ProviderError(
@@ -479,8 +484,17 @@ class Provider:
             ) from exc
         return HttpAnswer(response.status_code, response.headers, b"".join(chunks))
 
-    def _timeout_error(self, what: str, start: float) -> ProviderError:
+    def _timeout_error(self, what: str, start: float, cap: float | None = None) -> ProviderError:
         elapsed = self.clock() - start
+        if cap is not None:
+            # Cut short by the routed call's deadline, not the provider's own timeouts: not a
+            # sign of the provider's health (the router does not count it against it).
+            return ProviderError(
+                "transient",
+                f"timed out after {elapsed:.1f}s ({what}): the call's deadline left {cap:.1f}s",
+                provider=self.name,
+                code="deadline",
+            )
         return ProviderError(
             "transient",
             f"timed out after {elapsed:.1f}s ({what}; connect {self.config.timeout_connect}s, "

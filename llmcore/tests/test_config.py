@@ -229,7 +229,11 @@ def test_prices_and_the_response_cache_switch_come_from_the_environment():
 def test_a_routed_call_s_deadline_stays_below_the_job_s_time_limit():
     assert call_deadline_from_env({}) == 270  # Q_TIMEOUT's default 300, less 30 s
     assert call_deadline_from_env({"Q_TIMEOUT": "600"}) == 570
-    assert call_deadline_from_env({"Q_TIMEOUT": "40"}) == 30  # never below 30 s
+    assert call_deadline_from_env({"Q_TIMEOUT": "40"}) == 20  # short limits: half of it
+    assert call_deadline_from_env({"Q_TIMEOUT": "4"}) == 2
+    # The low cluster's workers run jobs with their own, longer limit.
+    assert call_deadline_from_env({"Q_CLUSTER_NAME": "low"}) == 1770
+    assert call_deadline_from_env({"Q_CLUSTER_NAME": "low", "Q_LOW_TIMEOUT": "900"}) == 870
     assert call_deadline_from_env({"LLM_CALL_DEADLINE": "90", "Q_TIMEOUT": "600"}) == 90
 
 

@@ -421,7 +421,7 @@ def test_reset_cooldowns_ends_the_cooldown_of_a_provider_that_answers_only(env, 
     output, error = run("--reset-cooldowns")
     assert error is not None and error.returncode == 1  # anthropic still fails
     assert cache.get(HEALTH_KEY.format(name="openai")) is None
-    assert "shared cooldown ended" in output
+    assert "shared cooldown (auth) ended" in output
     # The key still refused keeps its cooldown: workers go on skipping it.
     assert cache.get(HEALTH_KEY.format(name="anthropic"))["reason"] == "auth"
     assert "workers skip this provider for another" in output
@@ -437,7 +437,7 @@ def test_without_reset_cooldowns_a_cooldown_stays_even_when_the_provider_answers
     output, error = run()
     assert error is None
     assert cache.get(HEALTH_KEY.format(name="openai"))["reason"] == "auth"
-    assert "shared cooldown ended" not in output
+    assert "cooldown (auth) ended" not in output
 
 
 def test_manage_py_exits_zero_when_all_answer_and_non_zero_otherwise(tmp_path):
@@ -471,3 +471,20 @@ def test_manage_py_exits_zero_when_all_answer_and_non_zero_otherwise(tmp_path):
     )
     assert down.returncode == 1
     assert "could not connect to http://127.0.0.1:9/v1" in down.stdout
+
+
+def test_reset_cooldowns_before_the_cache_table_exists_is_not_a_crash(env, fake, monkeypatch):
+    from django.core import cache as cache_module
+
+    class Broken:
+        def get(self, key):
+            raise RuntimeError("no such table: grimoire_cache")
+
+        delete = get
+
+    monkeypatch.setattr(cache_module, "cache", Broken())
+    env(LLM_PROVIDERS="openai", OPENAI_API_KEY=OPENAI_KEY)
+    fake.scripts["openai"] = [openai_ok()]
+    output, error = run("--reset-cooldowns")
+    assert error is None
+    assert "1 of 1 provider(s) answered." in output

@@ -741,3 +741,70 @@ def test_without_a_deadline_the_router_waits_as_before():
     response = make_router(world, "openai", time=time).complete(ask())
     assert response.text == "ok"
     assert time.sleeps == [20.0]
+
+
+def _slow(time: FakeTime, seconds: float, answer: httpx.Response | None = None):
+    """An answer that takes `seconds` (a timeout when `answer` is None)."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        time.now += seconds
+        if answer is None:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return answer
+
+    return respond
+
+
+def test_a_request_cut_by_the_deadline_is_not_held_against_the_provider():
+    time = FakeTime()
+    world = World(openai=[_slow(time, 100)], groq=[_slow(time, 100)])
+    router = _deadline_router(world, "openai", "groq", time=time, deadline=150)
+    router.max_quick_retries = 0
+    router.failure_threshold = 1  # one counted failure cools a provider down (for long)
+    router.failure_cooldown = 3600
+    with pytest.raises(AllProvidersTransientError) as info:
+        router.complete(ask())
+    groq = [a for a in info.value.attempts if a.provider == "groq"]
+    assert [a.error_code for a in groq] == ["deadline"]
+    assert "the call's deadline left 50.0s" in (groq[0].error or "")
+    # openai timed out within its own limits (150 s left > its 120 s total): that counts.
+    assert router.store.get(HEALTH_KEY.format(name="openai"))["reason"] == "failures"
+    assert router.store.get(HEALTH_KEY.format(name="groq")) is None
+
+
+def test_a_provider_never_asked_for_lack_of_time_keeps_the_outcome_transient():
+    time = FakeTime()
+    world = World(
+        openai=[oai_error(401, "Incorrect API key provided", code="invalid_api_key")],
+        groq=[_slow(time, 100)],
+        anthropic=[anthropic_msg(text="never asked")],
+    )
+    router = _deadline_router(world, "openai", "groq", "anthropic", time=time, deadline=50)
+    # A permanent failure (openai) alone would be AllProvidersFailedError; anthropic was not
+    # asked, so the job must be retried, not failed.
+    with pytest.raises(AllProvidersTransientError):
+        router.complete(ask())
+    assert world.count("anthropic") == 0
+
+
+def test_no_repair_call_without_time_for_it_the_job_is_retried():
+    time = FakeTime()
+    world = World(openai=[_slow(time, 49, chat('{"title": ""}')), chat(json.dumps(VALID))])
+    router = _deadline_router(world, "openai", time=time, deadline=50)
+    with pytest.raises(AllProvidersTransientError, match="repair"):
+        router.complete(ask(json_schema=SCHEMA))
+    assert world.count("openai") == 1
+
+
+def test_no_weaker_structured_mode_without_time_for_it():
+    time = FakeTime()
+    rejected = oai_error(
+        400,
+        'response_format type must be one of "text" or "json_object", but got: json_schema',
+        param="response_format",
+    )
+    world = World(groq=[_slow(time, 49, rejected), chat(json.dumps(VALID))])
+    router = _deadline_router(world, "groq", time=time, deadline=50)
+    with pytest.raises(AllProvidersTransientError):
+        router.complete(ask(json_schema=SCHEMA))
+    assert world.count("groq") == 1

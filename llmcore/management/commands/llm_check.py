@@ -106,6 +106,14 @@ def explain(exc: LLMError, provider: Provider) -> str:
     return f"{words}: {detail}" if detail else words
 
 
+def _shared_cooldown_active(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and bool(record.get("until"))
+        and float(record["until"]) > time.time()
+    )
+
+
 def _shared_cooldown(name: str) -> str:
     """What the workers know about the provider: a cooldown they share through the cache."""
     try:
@@ -114,24 +122,27 @@ def _shared_cooldown(name: str) -> str:
         record = cache.get(HEALTH_KEY.format(name=name))
     except Exception:  # no cache table yet (not migrated): nothing shared to report
         return ""
-    if not isinstance(record, dict) or not record.get("until"):
+    if not _shared_cooldown_active(record):
         return ""
     remaining = float(record["until"]) - time.time()
-    if remaining <= 0:
-        return ""
     reason = record.get("reason") or "cooldown"
     return f"workers skip this provider for another {remaining:.0f} s ({reason})"
 
 
-def _end_shared_cooldown(name: str) -> bool:
-    """Forget the provider's shared health record (cooldown and failure count): True if the
-    workers were skipping it."""
-    from django.core.cache import cache
+def _end_shared_cooldown(name: str) -> str:
+    """Forget the provider's shared health record (cooldown and failure count). Returns the
+    reason the workers were skipping it ("" when they were not, or there is no cache yet)."""
+    try:
+        from django.core.cache import cache
 
-    key = HEALTH_KEY.format(name=name)
-    cooling = bool(_shared_cooldown(name))
-    cache.delete(key)
-    return cooling
+        key = HEALTH_KEY.format(name=name)
+        record = cache.get(key)
+        cache.delete(key)
+    except Exception:  # no cache table yet (not migrated): nothing shared to end
+        return ""
+    if not _shared_cooldown_active(record):
+        return ""
+    return str(record.get("reason") or "cooldown")
 
 
 def check_provider(
@@ -258,8 +269,14 @@ class Command(BaseCommand):
                 result.note = _shared_cooldown(cfg.name)
                 # Only a provider that just answered is trusted again: a key still refused would
                 # otherwise be tried (and refused) by every worker until it cooled down anew.
-                if options["reset_cooldowns"] and result.ok and _end_shared_cooldown(cfg.name):
-                    result.note = "shared cooldown ended: the workers use this provider again"
+                if options["reset_cooldowns"] and result.ok:
+                    # Whatever the reason (a refused key, a long rate limit): the provider just
+                    # answered, and the note says which cooldown was ended.
+                    ended = _end_shared_cooldown(cfg.name)
+                    if ended:
+                        result.note = (
+                            f"shared cooldown ({ended}) ended: the workers use this provider again"
+                        )
                 results.append(result)
                 self._print(result, as_json=options["json"])
         failed = [r.provider for r in results if not r.ok]
