@@ -35,9 +35,9 @@ import httpx
 from llmcore import pricing
 from llmcore.cache import ResponseCache
 from llmcore.providers.base import (
+    MIN_CALL_SECONDS,
     Provider,
     ProviderResult,
-    MIN_CALL_SECONDS,
     call_budget,
     call_time_left,
     make_client,
