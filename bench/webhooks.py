@@ -27,8 +27,8 @@ Prints requests/s and p50/p99 latency for both, the ratio, and checks the goals:
 least 60% of the ceiling, p99 under 50 ms, and every delivery answered 2xx stored in the database
 (with its job enqueued); the ids answered 2xx are collected from the responses by either load
 generator. With wrk, the percentiles of the alternating rounds are merged from each round's
-quantiles (every 1% and every 0.1% above the 99th), each request counted at its quantile's upper
-bound. Skips (exit 0) when PostgreSQL is unreachable; exits 1 when a goal is missed.
+quantiles (every 1% and every 0.1% above the 99th, and the maximum), each request counted at its
+quantile's upper bound. Skips (exit 0) when PostgreSQL is unreachable; exits 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -332,9 +332,10 @@ class PythonLoad:
 # Quantiles wrk reports per round: every 1%, then every 0.1% above the 99th, then the maximum.
 WRK_QUANTILES = [*range(1, 100), *(99 + i / 10 for i in range(1, 10)), 99.95, 99.99, 100]
 
-# The wrk script. The ceiling uses only setup() and done(); the webhook run also request()
-# (a fresh delivery id on a pre-signed body) and response() (the ids answered 2xx, read from the
-# response's "delivery" field). Globals set by the prelude: OUT, BODIES, PATH, RUN, QUANTILES.
+# The wrk script. Both runs count the 2xx answers in response() (wrk's own error count only
+# counts statuses over 399); the webhook run also sends a fresh delivery id on a pre-signed body
+# in request() and keeps the ids answered 2xx, read from the response's "delivery" field.
+# Globals set by the prelude: OUT, BODIES, PATH, RUN, QUANTILES.
 _WRK_LUA = r"""
 local threads = {}
 
@@ -344,7 +345,7 @@ function setup(thread)
 end
 
 function init(args)
-  accepted, bodies, signatures, sent = {}, {}, {}, 0
+  accepted, bodies, signatures, sent, ok = {}, {}, {}, 0, 0
   if BODIES ~= "" then
     for line in io.lines(BODIES) do
       local tab = line:find("\t", 1, true)
@@ -367,8 +368,12 @@ if BODIES ~= "" then
     }, bodies[i])
   end
 
-  function response(status, headers, body)
-    if status >= 200 and status < 300 then
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+    if BODIES ~= "" then
       local id = body:match('"delivery":%s*"([^"]+)"')
       if id then accepted[#accepted + 1] = id end
     end
@@ -378,10 +383,15 @@ end
 function done(summary, latency, requests)
   local out = assert(io.open(OUT, "w"))
   local e = summary.errors
-  out:write(string.format("requests %d\nduration_us %d\nnot_2xx %d\nsocket_errors %d\n",
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout))
+  local answered_2xx = 0
+  for _, thread in ipairs(threads) do answered_2xx = answered_2xx + thread:get("ok") end
+  out:write(string.format("requests %d\nduration_us %d\nok %d\nsocket_errors %d\n",
+    summary.requests, summary.duration, answered_2xx,
+    e.connect + e.read + e.write + e.timeout))
   for _, q in ipairs(QUANTILES) do
-    out:write(string.format("q %g %d\n", q, latency:percentile(q)))
+    -- wrk 4.1's percentile(100) is 0: the maximum is latency.max.
+    local value = q >= 100 and latency.max or latency:percentile(q)
+    out:write(string.format("q %g %d\n", q, value))
   end
   for _, thread in ipairs(threads) do
     for _, id in ipairs(thread:get("accepted")) do out:write("id ", id, "\n") end
@@ -437,8 +447,10 @@ class WrkLoad:
             f"{self.url}{path}",
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(argv, check=True, capture_output=True, timeout=seconds + 60)
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if run.returncode != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr or run.stdout}")
         return self._parse(
             name,
             out.read_text(),
@@ -461,14 +473,16 @@ class WrkLoad:
                 values[kind] = int(rest)
         requests = values["requests"]
         result.seconds = values["duration_us"] / 1e6
-        result.not_ok = values["not_2xx"] + values["socket_errors"]
-        result.ok = requests - values["not_2xx"]
-        # Each request counted at the upper bound of its quantile (never better than measured).
-        previous = 0.0
+        result.ok = values["ok"]
+        # Answers other than 2xx, plus wrk's socket errors (connect/read/write/timeout events).
+        result.not_ok = requests - result.ok + values["socket_errors"]
+        # wrk's percentile(q) is the latency of the request at rank round(N*q/100 + 0.5): the
+        # requests up to that rank are counted at that value, an upper bound for each of them.
+        previous_rank = 0
         for q, ms in quantiles:
-            share = round(requests * q / 100) - round(requests * previous / 100)
-            result.latencies_ms.extend([ms] * share)
-            previous = q
+            rank = min(requests, round(requests * q / 100 + 0.5))
+            result.latencies_ms.extend([ms] * (rank - previous_rank))
+            previous_rank = max(previous_rank, rank)
         return result
 
 
