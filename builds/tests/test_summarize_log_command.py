@@ -121,3 +121,16 @@ def test_no_more_line_when_the_error_count_is_larger_than_the_list(tmp_path):
     assert "32 errors" in out
     assert "src/a.c:3:5: error: 'x' undeclared" in out
     assert "more" not in out.split("errors:")[1].split("excerpt")[0]
+
+
+def test_a_capped_list_says_at_least(tmp_path):
+    # 300 compiler errors: the analysis lists at most MAX_FINDINGS (200) of them.
+    from builds.logparse import MAX_FINDINGS
+
+    path = tmp_path / "many.log"
+    path.write_text(
+        "\n".join(f"src/m{i}.c:{i}:5: error: 'x{i}' undeclared" for i in range(300))
+        + "\nmake: *** [all] Error 1\n"
+    )
+    out, _ = run(str(path))
+    assert f"... at least {MAX_FINDINGS - 10} more" in out

@@ -13,11 +13,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from builds.logparse import LogAnalysis, analyze_path
+from builds.logparse import MAX_FINDINGS, LogAnalysis, analyze_path
 
 _SHOWN_ERRORS = 10
 _SHOWN_FAILURES = 10
 _SHOWN_EXCERPT_LINES = 25
+
+
+def _more(left: int, listed: int) -> str:
+    # The analysis lists at most MAX_FINDINGS of each kind: a full list may hide more.
+    return f"at least {left}" if listed >= MAX_FINDINGS else str(left)
 
 
 class Command(BaseCommand):
@@ -68,7 +73,10 @@ class Command(BaseCommand):
             message = f": {failure.message[:200]}" if failure.message else ""
             out.write(f"  failed [{failure.runner}] {failure.test} (line {failure.line}){message}")
         if len(analysis.failures) > _SHOWN_FAILURES:
-            out.write(f"  ... {len(analysis.failures) - _SHOWN_FAILURES} more test failures")
+            out.write(
+                f"  ... {_more(len(analysis.failures) - _SHOWN_FAILURES, len(analysis.failures))}"
+                " more test failures"
+            )
         if analysis.errors:
             out.write("  errors:")
             for error in analysis.errors[:_SHOWN_ERRORS]:
@@ -76,7 +84,8 @@ class Command(BaseCommand):
             # errors lists the lines that explain the failure, which can be fewer
             # than error_count (every error-looking line), so count what is left of it.
             if len(analysis.errors) > _SHOWN_ERRORS:
-                out.write(f"    ... {len(analysis.errors) - _SHOWN_ERRORS} more")
+                left = _more(len(analysis.errors) - _SHOWN_ERRORS, len(analysis.errors))
+                out.write(f"    ... {left} more")
         excerpt = analysis.excerpt
         if excerpt is not None:
             out.write(f"  excerpt (lines {excerpt.start}-{excerpt.end}):")
