@@ -233,6 +233,11 @@ class Router:
         self.response_cache = response_cache
         # Seconds one complete() may take over every provider, retry and wait (None: no limit).
         self.deadline = deadline
+        # No request is started with less time than this left; a short deadline scales it down
+        # so that the first request always goes out.
+        self.min_call_seconds = (
+            MIN_CALL_SECONDS if deadline is None else min(MIN_CALL_SECONDS, deadline / 4)
+        )
 
     @property
     def client(self) -> httpx.Client:
@@ -285,7 +290,7 @@ class Router:
             cached = self._cached(provider, model, request, start, attempts)
             if cached is not None:
                 return cached
-            if call_time_left() < MIN_CALL_SECONDS and not provider.offline:
+            if call_time_left() < self.min_call_seconds and not provider.offline:
                 # Out of time: the job is retried later (a transient outcome, even after a
                 # permanent failure elsewhere: this provider was never asked), not killed by the
                 # cluster mid-call. The offline provider takes no time, so it still answers.
@@ -355,7 +360,7 @@ class Router:
             except ProviderError as exc:
                 elapsed = (self.clock() - t0) * 1000
                 if exc.code == "structured_unsupported" and index + 1 < len(modes):
-                    if call_time_left() < MIN_CALL_SECONDS:
+                    if call_time_left() < self.min_call_seconds:
                         # A weaker mode would work, but not in time: retry the job later.
                         attempts.append(
                             self._attempt(provider, model, "failover", exc, elapsed, mode)
@@ -389,7 +394,7 @@ class Router:
                             jitter=self.jitter,
                         )
                     # A retry that could not start before the call's deadline is not waited for.
-                    in_time = wait + MIN_CALL_SECONDS <= call_time_left()
+                    in_time = wait + self.min_call_seconds <= call_time_left()
                     if retries < self.max_quick_retries and not over_cap and in_time:
                         attempts.append(
                             self._attempt(provider, model, "retry", exc, elapsed, mode, repair)
@@ -474,7 +479,7 @@ class Router:
                     "LLM answer does not match the schema; one repair attempt",
                     extra={"provider": provider.name, "model": result.model, "errors": errors[:5]},
                 )
-                if call_time_left() < MIN_CALL_SECONDS:
+                if call_time_left() < self.min_call_seconds:
                     # No time for the repair call: the job is retried later, not failed.
                     raise AllProvidersTransientError(
                         "the answer did not match the schema and no time is left before the "

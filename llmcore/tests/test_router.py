@@ -808,3 +808,11 @@ def test_no_weaker_structured_mode_without_time_for_it():
     with pytest.raises(AllProvidersTransientError):
         router.complete(ask(json_schema=SCHEMA))
     assert world.count("groq") == 1
+
+
+def test_a_short_deadline_still_lets_the_first_request_go_out():
+    # Q_TIMEOUT=3 gives a 1.5 s deadline: less than the 2 s a request normally needs to start.
+    time = FakeTime()
+    world = World(openai=[_slow(time, 1, chat("in time"))])
+    response = _deadline_router(world, "openai", time=time, deadline=1.5).complete(ask())
+    assert response.text == "in time"
