@@ -433,11 +433,9 @@ class Provider:
         all_headers.update(self.config.extra_headers)
         start = self.clock()
         total = self.config.timeout_total
-        budget = _call_budget.get()
-        cap = None
-        if budget is not None and budget() < total:
-            total = cap = max(0.0, budget())
-        deadline = start + total
+        left = call_time_left()  # the routed call's deadline, when it is nearer
+        cap = max(0.0, left) if left < total else None
+        deadline = start + (total if cap is None else cap)
         try:
             req = client.build_request(
                 "POST", url, content=body, headers=all_headers, timeout=self.timeout(cap)

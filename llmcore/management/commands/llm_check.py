@@ -267,11 +267,10 @@ class Command(BaseCommand):
                     make_provider(cfg), client=client, retries=not options["no_retry"]
                 )
                 result.note = _shared_cooldown(cfg.name)
-                # Only a provider that just answered is trusted again: a key still refused would
-                # otherwise be tried (and refused) by every worker until it cooled down anew.
+                # Only a provider that just answered is trusted again, whatever its cooldown's
+                # reason (the note names it): a key still refused would otherwise be tried, and
+                # refused, by every worker until it cooled down anew.
                 if options["reset_cooldowns"] and result.ok:
-                    # Whatever the reason (a refused key, a long rate limit): the provider just
-                    # answered, and the note says which cooldown was ended.
                     ended = _end_shared_cooldown(cfg.name)
                     if ended:
                         result.note = (
