@@ -96,14 +96,19 @@ def test_a_log_without_errors_says_so(tmp_path):
     assert "no error found" in out
 
 
-def test_the_more_count_is_what_is_left_of_the_listed_errors(tmp_path):
-    # Fourteen compiler errors are all listed; ten are shown, four are left.
+def _compiler_errors_log(tmp_path: Path, count: int) -> Path:
+    """A make run that failed with `count` distinct compiler errors."""
     path = tmp_path / "gcc.log"
     path.write_text(
-        "\n".join(f"src/m{i}.c:{i}:5: error: 'x{i}' undeclared" for i in range(14))
+        "\n".join(f"src/m{i}.c:{i}:5: error: 'x{i}' undeclared" for i in range(count))
         + "\nmake: *** [all] Error 1\n"
     )
-    out, _ = run(str(path))
+    return path
+
+
+def test_the_more_count_is_what_is_left_of_the_listed_errors(tmp_path):
+    # Fourteen compiler errors are all listed; ten are shown, four are left.
+    out, _ = run(str(_compiler_errors_log(tmp_path, 14)))
     assert "15 errors" in out
     assert "... 4 more" in out
 
@@ -127,10 +132,5 @@ def test_a_capped_list_says_at_least(tmp_path):
     # 300 compiler errors: the analysis lists at most MAX_FINDINGS (200) of them.
     from builds.logparse import MAX_FINDINGS
 
-    path = tmp_path / "many.log"
-    path.write_text(
-        "\n".join(f"src/m{i}.c:{i}:5: error: 'x{i}' undeclared" for i in range(300))
-        + "\nmake: *** [all] Error 1\n"
-    )
-    out, _ = run(str(path))
+    out, _ = run(str(_compiler_errors_log(tmp_path, 300)))
     assert f"... at least {MAX_FINDINGS - 10} more" in out

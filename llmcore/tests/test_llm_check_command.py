@@ -115,6 +115,17 @@ def fake(monkeypatch):
     return fake
 
 
+def anthropic_refused() -> httpx.Response:
+    """Anthropic's answer to a key it does not accept."""
+    return json_response(
+        401,
+        {
+            "type": "error",
+            "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        },
+    )
+
+
 def run(*args: str) -> tuple[str, CommandError | None]:
     out = StringIO()
     try:
@@ -169,15 +180,7 @@ def test_a_refused_key_fails_with_plain_words_and_a_non_zero_exit(env, fake):
         LLM_PROVIDERS="openai,anthropic", OPENAI_API_KEY=OPENAI_KEY, ANTHROPIC_API_KEY=ANTHROPIC_KEY
     )
     fake.scripts["openai"] = [openai_ok()]
-    fake.scripts["anthropic"] = [
-        json_response(
-            401,
-            {
-                "type": "error",
-                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
-            },
-        )
-    ]
+    fake.scripts["anthropic"] = [anthropic_refused()]
     output, error = run()
     assert error is not None
     assert error.returncode == 1
@@ -409,15 +412,7 @@ def test_reset_cooldowns_ends_the_cooldown_of_a_provider_that_answers_only(env, 
     _cool("openai")
     _cool("anthropic")
     fake.scripts["openai"] = [openai_ok()]
-    fake.scripts["anthropic"] = [
-        json_response(
-            401,
-            {
-                "type": "error",
-                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
-            },
-        )
-    ]
+    fake.scripts["anthropic"] = [anthropic_refused()]
     output, error = run("--reset-cooldowns")
     assert error is not None and error.returncode == 1  # anthropic still fails
     assert cache.get(HEALTH_KEY.format(name="openai")) is None

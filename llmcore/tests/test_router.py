@@ -663,6 +663,18 @@ def test_backoff_delay_rejects_attempt_zero():
 # --- the call's deadline ------------------------------------------------------------------------
 
 
+def _slow(time: FakeTime, seconds: float, answer: httpx.Response | None = None):
+    """An answer that takes `seconds` (a timeout when `answer` is None)."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        time.now += seconds
+        if answer is None:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return answer
+
+    return respond
+
+
 def _deadline_router(world: World, *names: str, time: FakeTime, deadline: float) -> Router:
     router = make_router(world, *names, time=time, deadline=deadline)
     for p in router.providers:
@@ -673,11 +685,8 @@ def _deadline_router(world: World, *names: str, time: FakeTime, deadline: float)
 def test_slow_providers_give_up_at_the_deadline_and_the_job_is_asked_to_retry_later():
     time = FakeTime()
 
-    def slow_timeout(request: httpx.Request) -> httpx.Response:
-        time.now += 100  # each attempt hangs for 100 s, then times out
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    world = World(openai=[slow_timeout], groq=[chat("never asked")])
+    # Each attempt hangs for 100 s, then times out.
+    world = World(openai=[_slow(time, 100)], groq=[chat("never asked")])
     router = _deadline_router(world, "openai", "groq", time=time, deadline=250)
     with pytest.raises(AllProvidersTransientError) as info:
         router.complete(ask())
@@ -692,11 +701,7 @@ def test_slow_providers_give_up_at_the_deadline_and_the_job_is_asked_to_retry_la
 def test_past_the_deadline_the_offline_provider_still_answers_last():
     time = FakeTime()
 
-    def slow_timeout(request: httpx.Request) -> httpx.Response:
-        time.now += 100
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    world = World(openai=[slow_timeout], groq=[chat("never asked")])
+    world = World(openai=[_slow(time, 100)], groq=[chat("never asked")])
     router = _deadline_router(world, "openai", "groq", "offline", time=time, deadline=150)
     response = router.complete(ask())
     assert response.provider == "offline"
@@ -741,18 +746,6 @@ def test_without_a_deadline_the_router_waits_as_before():
     response = make_router(world, "openai", time=time).complete(ask())
     assert response.text == "ok"
     assert time.sleeps == [20.0]
-
-
-def _slow(time: FakeTime, seconds: float, answer: httpx.Response | None = None):
-    """An answer that takes `seconds` (a timeout when `answer` is None)."""
-
-    def respond(request: httpx.Request) -> httpx.Response:
-        time.now += seconds
-        if answer is None:
-            raise httpx.ReadTimeout("timed out", request=request)
-        return answer
-
-    return respond
 
 
 def test_a_request_cut_by_the_deadline_is_not_held_against_the_provider():
