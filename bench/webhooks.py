@@ -23,7 +23,9 @@ about 1 ms per request, which on a small machine caps the ceiling near the clien
 flatters the ratio; the run then says so. The load generator's share of the machine's CPU is
 printed for both measurements.
 
-Prints requests/s and p50/p99 latency for both, the ratio, and checks the goals: throughput at
+Prints requests/s and p50/p99 latency for both, the ratio, the CPU the server's processes used
+per answered request (gunicorn's and PostgreSQL's, read from /proc during each measurement: this
+says where a delivery's cost goes and what the goal would need), and checks the goals: throughput at
 least 60% of the ceiling, p99 under 50 ms, and every delivery answered 2xx stored in the database
 (with its job enqueued); the ids answered 2xx are collected from the responses by either load
 generator. With wrk, the percentiles of the alternating rounds are merged from each round's
@@ -54,6 +56,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -203,6 +206,8 @@ class Result:
     not_ok: int = 0  # answered otherwise, or no answer (connection errors, timeouts)
     accepted: list[str] = field(default_factory=list)  # delivery ids answered 2xx
     client_cpu_s: float = 0.0  # CPU time the load generator used
+    # CPU time the server's processes used while it ran, by command (gunicorn, postgres).
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -225,6 +230,11 @@ class Result:
         self.not_ok += part.not_ok
         self.accepted.extend(part.accepted)
         self.client_cpu_s += part.client_cpu_s
+        for command, seconds in part.server_cpu_s.items():
+            self.server_cpu_s[command] = self.server_cpu_s.get(command, 0.0) + seconds
+
+    def cpu_ms_per_request(self, command: str) -> float:
+        return self.server_cpu_s.get(command, 0.0) / self.ok * 1000 if self.ok else float("nan")
 
     def line(self) -> str:
         return (
@@ -486,6 +496,77 @@ class WrkLoad:
         return result
 
 
+SERVER_COMMANDS = ("gunicorn", "postgres")
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """{pid: (command, CPU seconds so far)} for every process named gunicorn or postgres (the web
+    workers, and PostgreSQL's backends and background writers); empty where there is no /proc."""
+    found: dict[int, tuple[str, float]] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "comm").read_text().strip()
+            if command not in SERVER_COMMANDS:
+                continue
+            # After the parenthesised command, utime and stime are the 12th and 13th fields.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being read
+            continue
+        found[int(entry.name)] = (command, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+class ServerCPU:
+    """CPU seconds the server's processes use while the block runs, by command.
+
+    Sampled every quarter second, because PostgreSQL backends come and go (a web worker reconnects
+    after CONN_MAX_AGE) and a process's CPU time disappears with it: at most the last quarter
+    second of a process that ended is missed. Both run only for the benchmark here, so this is
+    what serving the measurement cost."""
+
+    def __init__(self) -> None:
+        self.used = dict.fromkeys(SERVER_COMMANDS, 0.0)
+        self._seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        now = _cpu_by_process()
+        for pid, (command, seconds) in now.items():
+            previous = self._seen.get(pid)
+            if previous is not None and previous[0] == command:
+                self.used[command] += max(0.0, seconds - previous[1])
+        self._seen = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self._sample()
+
+    def __enter__(self) -> ServerCPU:
+        self._seen = _cpu_by_process()  # the baseline: only what is used from now on counts
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def measured(load: PythonLoad | WrkLoad, name: str, target: str, **kwargs: Any) -> Result:
+    """One load run, with the CPU the server's processes used during it."""
+    with ServerCPU() as cpu:
+        result = load.run(name, target, **kwargs)
+    result.server_cpu_s = dict(cpu.used) if Path("/proc").is_dir() else {}
+    return result
+
+
 def interleaved(
     load: PythonLoad | WrkLoad, *, clients: int, seconds: float, rounds: int
 ) -> tuple[Result, Result]:
@@ -497,7 +578,7 @@ def interleaved(
         order = (ceiling, hooks) if i % 2 == 0 else (hooks, ceiling)
         for total in order:
             target = "ceiling" if total is ceiling else "webhooks"
-            total.merge(load.run(total.name, target, clients=clients, seconds=per_round))
+            total.merge(measured(load, total.name, target, clients=clients, seconds=per_round))
     return ceiling, hooks
 
 
@@ -615,6 +696,16 @@ def main(argv: list[str] | None = None) -> int:
         f"deliveries arriving together share one (group commit); load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
+    if ceiling.server_cpu_s and hooks.server_cpu_s:
+        web_ceiling = ceiling.cpu_ms_per_request("gunicorn")
+        web, db = hooks.cpu_ms_per_request("gunicorn"), hooks.cpu_ms_per_request("postgres")
+        print(
+            f"server CPU per answered request: /healthz {web_ceiling:.2f} ms in gunicorn; a "
+            f"delivery {web:.2f} ms in gunicorn + {db:.2f} ms in PostgreSQL = {web + db:.2f} ms "
+            f"({(web + db) / web_ceiling:.1f}x; on a saturated machine the ratio is about the "
+            f"inverse, so {GOAL_RATIO:.0%} needs a delivery to cost at most "
+            f"{web_ceiling / GOAL_RATIO:.2f} ms in all)"
+        )
     queue_note = f", {queued} jobs enqueued" if queued >= 0 else ""
     print(
         f"database: {found}/{accepted} deliveries answered 2xx are stored "
