@@ -127,3 +127,35 @@ def check_data_dir(app_configs: Any = None, **_: Any) -> list[Any]:
             )
         ]
     return []
+
+
+@register()
+def check_llm_call_deadline(app_configs: Any = None, **_: Any) -> list[Any]:
+    # Unset, the deadline follows each worker's own cluster and is always below its timeout; set
+    # by hand, one value serves every cluster, so it can outlast the shortest one.
+    if not os.environ.get("LLM_CALL_DEADLINE", "").strip():
+        return []
+    from llmcore.config import call_deadline_from_env
+
+    try:
+        deadline = call_deadline_from_env(os.environ)
+    except ValueError as exc:
+        return [Error(str(exc), hint="Example: LLM_CALL_DEADLINE=240", id="grimoire.E008")]
+    outlasted = [
+        (name, timeout)
+        for name, timeout, _ in _cluster_timeouts()
+        if timeout is not None and deadline >= timeout
+    ]
+    if not outlasted:
+        return []
+    clusters = ", ".join(f"{name!r} ({timeout} s)" for name, timeout in outlasted)
+    return [
+        Warning(
+            f"LLM_CALL_DEADLINE ({deadline:g} s) is not below the task timeout of cluster(s) "
+            f"{clusters}: a slow LLM call there is killed with its job, which then waits for the "
+            "stuck-work sweeper instead of being retried with backoff.",
+            hint="Keep LLM_CALL_DEADLINE at least 30 s below Q_TIMEOUT (and Q_LOW_TIMEOUT), or "
+            "unset it to follow each cluster's own limit.",
+            id="grimoire.W009",
+        )
+    ]

@@ -17,6 +17,7 @@ def test_default_configuration_passes_every_check():
         checks.check_database_url,
         checks.check_redis_url,
         checks.check_data_dir,
+        checks.check_llm_call_deadline,
     ):
         assert check() == [], check.__name__
 
@@ -76,3 +77,33 @@ def test_unwritable_data_dir_is_an_error(settings, tmp_path):
         assert _ids(checks.check_data_dir()) == ["grimoire.E007"]
     finally:
         target.chmod(0o700)
+
+
+def test_unset_llm_call_deadline_passes(monkeypatch):
+    monkeypatch.delenv("LLM_CALL_DEADLINE", raising=False)
+    assert checks.check_llm_call_deadline() == []
+
+
+def test_llm_call_deadline_below_every_task_timeout_passes(monkeypatch):
+    monkeypatch.setenv("LLM_CALL_DEADLINE", "240")
+    assert checks.check_llm_call_deadline() == []
+
+
+def test_llm_call_deadline_outlasting_a_cluster_is_a_warning(monkeypatch, settings):
+    conf = copy.deepcopy(settings.Q_CLUSTER)
+    conf["timeout"], conf["retry"] = 300, 360
+    for alt in conf["ALT_CLUSTERS"].values():
+        alt["timeout"] = 300 if alt is not conf["ALT_CLUSTERS"]["low"] else 1800
+    settings.Q_CLUSTER = conf
+    monkeypatch.setenv("LLM_CALL_DEADLINE", "300")
+    warnings = checks.check_llm_call_deadline()
+    assert _ids(warnings) == ["grimoire.W009"]
+    assert "'default' (300 s)" in warnings[0].msg
+    assert "'low'" not in warnings[0].msg
+
+
+def test_llm_call_deadline_that_is_not_a_number_is_an_error(monkeypatch):
+    monkeypatch.setenv("LLM_CALL_DEADLINE", "soon")
+    errors = checks.check_llm_call_deadline()
+    assert _ids(errors) == ["grimoire.E008"]
+    assert "LLM_CALL_DEADLINE" in errors[0].msg
