@@ -376,7 +376,6 @@ class _Cls:
     score: int
     flags: int = 0
     rule: str = ""
-    match: re.Match[str] | None = None
 
 
 # A handler returns this when the line is not what its rule is about: later rules get a go.
@@ -2420,7 +2419,7 @@ class LogAnalyzer:
                 m = search(head)
                 if m is None:
                     continue
-                cls = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name, m)
+                cls = _Cls(rule.level, rule.kind, rule.score, rule.flags, rule.name)
                 if rule.handler is not None:
                     pure = False
                     if not probe:
