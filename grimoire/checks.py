@@ -133,14 +133,14 @@ def check_data_dir(app_configs: Any = None, **_: Any) -> list[Any]:
 def check_llm_call_deadline(app_configs: Any = None, **_: Any) -> list[Any]:
     # Unset, the deadline follows each worker's own cluster and is always below its timeout; set
     # by hand, one value serves every cluster, so it can outlast the shortest one.
-    if not os.environ.get("LLM_CALL_DEADLINE", "").strip():
-        return []
-    from llmcore.config import call_deadline_from_env
+    from llmcore.config import explicit_call_deadline
 
     try:
-        deadline = call_deadline_from_env(os.environ)
+        deadline = explicit_call_deadline(os.environ)
     except ValueError as exc:
         return [Error(str(exc), hint="Example: LLM_CALL_DEADLINE=240", id="grimoire.E008")]
+    if deadline is None:
+        return []
     outlasted = [
         (name, timeout)
         for name, timeout, _ in _cluster_timeouts()

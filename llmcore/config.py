@@ -230,13 +230,18 @@ def prices_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
     return value
 
 
+def explicit_call_deadline(env: Mapping[str, str]) -> float | None:
+    """LLM_CALL_DEADLINE when it is set (ValueError when it is not a number), else None."""
+    return _number(env, "LLM_CALL_DEADLINE")
+
+
 def call_deadline_from_env(env: Mapping[str, str]) -> float:
     """Seconds one routed call may take over every provider, retry and wait
     (LLM_CALL_DEADLINE). By default a little less than the time limit of the jobs this process
     runs: Q_TIMEOUT (default 300), or Q_LOW_TIMEOUT (default 1800) in the `low` cluster's
     workers (Q_CLUSTER_NAME=low), less 30 s or, for short limits, half of it. A call that
     cannot finish then gives up in time for its job to be retried, instead of being killed."""
-    given = _number(env, "LLM_CALL_DEADLINE")
+    given = explicit_call_deadline(env)
     if given is not None:
         return given
     if _get(env, "Q_CLUSTER_NAME") == "low":
