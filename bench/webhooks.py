@@ -497,17 +497,15 @@ class WrkLoad:
 
 
 SERVER_COMMANDS = ("gunicorn", "postgres")
+PROC = Path("/proc")
 
 
 def _cpu_by_process() -> dict[int, tuple[str, float]]:
     """{pid: (command, CPU seconds so far)} for every process named gunicorn or postgres (the web
-    workers, and PostgreSQL's backends and background writers); empty where there is no /proc."""
+    workers, and PostgreSQL's backends and background writers)."""
     found: dict[int, tuple[str, float]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in proc.iterdir():
+    for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -528,10 +526,11 @@ class ServerCPU:
     Sampled every quarter second, because PostgreSQL backends come and go (a web worker reconnects
     after CONN_MAX_AGE) and a process's CPU time disappears with it: at most the last quarter
     second of a process that ended is missed. Both run only for the benchmark here, so this is
-    what serving the measurement cost."""
+    what serving the measurement cost. Without /proc, `used` stays empty."""
 
     def __init__(self) -> None:
-        self.used = dict.fromkeys(SERVER_COMMANDS, 0.0)
+        self.available = PROC.is_dir()
+        self.used = dict.fromkeys(SERVER_COMMANDS, 0.0) if self.available else {}
         self._seen: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -549,21 +548,23 @@ class ServerCPU:
             self._sample()
 
     def __enter__(self) -> ServerCPU:
-        self._seen = _cpu_by_process()  # the baseline: only what is used from now on counts
-        self._thread.start()
+        if self.available:
+            self._seen = _cpu_by_process()  # the baseline: only what is used from now on counts
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+        if self.available:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
 
 
 def measured(load: PythonLoad | WrkLoad, name: str, target: str, **kwargs: Any) -> Result:
     """One load run, with the CPU the server's processes used during it."""
     with ServerCPU() as cpu:
         result = load.run(name, target, **kwargs)
-    result.server_cpu_s = dict(cpu.used) if Path("/proc").is_dir() else {}
+    result.server_cpu_s = dict(cpu.used)
     return result
 
 
